@@ -1,0 +1,115 @@
+"""Orbax checkpoints: periodic async saves, keep-last-N, resume, restore onto any mesh.
+
+Each checkpoint holds two items: ``state`` (step, params, optimizer state) and
+``metadata`` (the task name, the model hyperparameters and the full config as JSON).
+
+Restore precedence, the one rule users need to know:
+  1. the latest checkpoint in ``<workdir>/checkpoints`` (resume after preemption);
+  2. else ``config.init_from`` (a checkpoint directory of a previous run: params only);
+  3. else a fresh initialisation.
+Restoring always targets the *current* mesh: arrays are read straight into the shardings
+of the abstract state, so a run saved on 8 devices resumes on 2 or on a different preset.
+"""
+
+import json
+import logging
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_SUBDIR = "checkpoints"
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint belongs to another task or model shape."""
+
+
+def make_manager(workdir: str, *, max_to_keep: int = 5, async_save: bool = True,
+                 save_interval_steps: int = 1) -> ocp.CheckpointManager:
+    directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_SUBDIR))
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save,
+        save_interval_steps=save_interval_steps)
+    return ocp.CheckpointManager(directory, options=options, item_names=("state", "metadata"))
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: Any, metadata: dict,
+         force: bool = False) -> bool:
+    """Starts an (async) save of ``state`` at ``step``; returns whether a save began."""
+    return manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        metadata=ocp.args.JsonSave(json.loads(json.dumps(metadata, default=str)))), force=force)
+
+
+def read_metadata(manager: ocp.CheckpointManager, step: int) -> dict:
+    restored = manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))
+    return restored["metadata"]
+
+
+def check_compatible(saved: dict, task_name: str, model_hparams: dict, where: str) -> None:
+    """Refuses a checkpoint of another task or another parameter shape, naming the field."""
+    if saved.get("task") != task_name:
+        raise CheckpointMismatchError(
+            f"{where} holds a '{saved.get('task')}' checkpoint, not '{task_name}'; "
+            "use a new --workdir")
+    current = json.loads(json.dumps(model_hparams, default=str))
+    old = saved.get("model", {})
+    diffs = [f"{k}: checkpoint {old.get(k)!r} vs config {v!r}"
+             for k, v in current.items() if old.get(k) != v]
+    if diffs:
+        raise CheckpointMismatchError(
+            f"{where} holds a checkpoint of a different model ({'; '.join(diffs)}); "
+            "use a new --workdir or the checkpoint's model config")
+
+
+def restore_state(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> Any:
+    """Restores the train state at ``step`` into the shardings of ``abstract_state``."""
+    restored = manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
+    return restored["state"]
+
+
+def restore_params(directory: str, abstract_params: Any, step: int | None = None) -> Any:
+    """Params only, from a workdir or checkpoint directory of another run (``init_from``)."""
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"init_from checkpoint {directory} does not exist; "
+                                "pass a workdir or its checkpoints/ folder")
+    if os.path.isdir(os.path.join(directory, CHECKPOINT_SUBDIR)):
+        directory = os.path.join(directory, CHECKPOINT_SUBDIR)
+    with ocp.CheckpointManager(directory, item_names=("state", "metadata")) as manager:
+        step = manager.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint found in {directory}")
+        return _restore_params_at(manager, step, abstract_params)
+
+
+def _restore_params_at(manager: ocp.CheckpointManager, step: int, abstract_params: Any) -> Any:
+    """Reads just the params subtree (the optimizer state stays on disk)."""
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.PyTreeRestore(
+            item={"params": abstract_params},
+            restore_args=jax.tree_util.tree_map(
+                lambda a: ocp.ArrayRestoreArgs(sharding=a.sharding, dtype=a.dtype),
+                {"params": abstract_params}),
+            partial_restore=True)))
+    return restored["state"]["params"]
+
+
+def average_params(manager: ocp.CheckpointManager, steps: list[int], abstract_params: Any) -> Any:
+    """The element-wise mean of the params of several checkpoints (the paper averages the
+    last 5 for base models, 20 for big ones). Accumulates in float32."""
+    if not steps:
+        raise ValueError("no checkpoints to average")
+    total = None
+    for step in steps:
+        params = _restore_params_at(manager, step, abstract_params)
+        params = jax.tree_util.tree_map(lambda x: x.astype(jnp.float32), params)
+        total = params if total is None else jax.tree_util.tree_map(jnp.add, total, params)
+    log.info("averaged params of checkpoints %s", steps)
+    return jax.tree_util.tree_map(
+        lambda t, a: (t / len(steps)).astype(a.dtype), total, abstract_params)

@@ -1,0 +1,114 @@
+"""Weighted losses and metrics, returned as (sum, weight) pairs.
+
+Every function here returns two fp32 scalars: the weighted sum of a per-token quantity and
+the sum of the weights. The trainer adds pairs up across steps and devices and divides once
+on the host, so padding (weight 0) and packed sequences never bias a mean.
+
+All math is done in fp32 whatever the dtype of the logits: a bf16 log-softmax over a large
+vocabulary loses enough precision to move the loss visibly.
+
+Dimension letters: V vocabulary; `...` any leading batch/length dimensions.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+SumAndWeight = tuple[jax.Array, jax.Array]
+
+
+def _check_shapes(logits: jax.Array, targets: jax.Array, weights: jax.Array | None) -> None:
+    """Fails early with a readable message instead of a broadcasting error deep in XLA."""
+    if logits.ndim != targets.ndim + 1 or logits.shape[:-1] != targets.shape:
+        raise ValueError(
+            f"logits shape {logits.shape} does not match targets shape {targets.shape}; "
+            "logits must be targets.shape + (vocab_size,)"
+        )
+    if weights is not None and weights.shape != targets.shape:
+        raise ValueError(
+            f"weights shape {weights.shape} does not match targets shape {targets.shape}; "
+            "pass one weight per target token (or None for all ones)"
+        )
+
+
+def _weights_or_ones(targets: jax.Array, weights: jax.Array | None) -> jax.Array:
+    if weights is None:
+        return jnp.ones(targets.shape, jnp.float32)
+    return weights.astype(jnp.float32)
+
+
+def smoothed_entropy(label_smoothing: float, vocab_size: int) -> float:
+    """Entropy of the label-smoothed target distribution (a Python float, known statically).
+
+    It is the lowest value the smoothed cross-entropy can reach, so subtracting it makes a
+    perfect prediction of the soft targets score exactly 0 (as flax's wmt example does).
+    Uses the convention 0 * log(0) = 0, so it is 0 without smoothing.
+    """
+    confidence = 1.0 - label_smoothing
+    low_confidence = label_smoothing / (vocab_size - 1)
+
+    def x_log_x(x: float) -> float:
+        return x * math.log(x) if x > 0 else 0.0
+
+    return -(x_log_x(confidence) + (vocab_size - 1) * x_log_x(low_confidence))
+
+
+def weighted_cross_entropy(
+    logits: jax.Array,
+    targets: jax.Array,
+    weights: jax.Array | None = None,
+    label_smoothing: float = 0.0,
+) -> SumAndWeight:
+    """Weighted, label-smoothed cross-entropy: (loss_sum, weight_sum), both fp32 scalars.
+
+    Args:
+      logits: [..., V] unnormalised scores, any float dtype.
+      targets: [...] integer token ids in [0, V).
+      weights: [...] per-token weights (0 for padding); None means all ones.
+      label_smoothing: the paper's epsilon_ls. The soft target puts 1 - ls on the true
+        token and ls / (V - 1) on every other token.
+
+    The per-token loss is the cross-entropy against the soft target minus that target's own
+    entropy (`smoothed_entropy`), i.e. the KL divergence: 0 for a prediction equal to the
+    soft target, and the plain cross-entropy when label_smoothing is 0.
+    """
+    _check_shapes(logits, targets, weights)
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(
+            f"label_smoothing={label_smoothing} is outside [0, 1); use e.g. 0.1 (the paper) or 0"
+        )
+    vocab_size = logits.shape[-1]
+    if label_smoothing > 0 and vocab_size < 2:
+        raise ValueError("label smoothing needs a vocabulary of at least 2 tokens; set it to 0")
+
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    confidence = 1.0 - label_smoothing
+    low_confidence = label_smoothing / (vocab_size - 1) if vocab_size > 1 else 0.0
+    # sum_v soft_v * log p_v == low * sum_v log p_v + (confidence - low) * log p_target.
+    # Written this way no [..., V] one-hot is ever materialised.
+    target_log_prob = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+    soft_target_log_prob = (confidence - low_confidence) * target_log_prob
+    if low_confidence > 0:
+        soft_target_log_prob += low_confidence * jnp.sum(log_probs, axis=-1)
+    per_token = -soft_target_log_prob - smoothed_entropy(label_smoothing, vocab_size)
+
+    weights = _weights_or_ones(targets, weights)
+    return jnp.sum(per_token * weights), jnp.sum(weights)
+
+
+def weighted_accuracy(
+    logits: jax.Array, targets: jax.Array, weights: jax.Array | None = None
+) -> SumAndWeight:
+    """Weighted top-1 accuracy: (correct_sum, weight_sum), both fp32 scalars.
+
+    Args:
+      logits: [..., V] scores; the prediction is their argmax.
+      targets: [...] integer token ids.
+      weights: [...] per-token weights (0 for padding); None means all ones.
+    """
+    _check_shapes(logits, targets, weights)
+    correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
+    weights = _weights_or_ones(targets, weights)
+    return jnp.sum(correct * weights), jnp.sum(weights)

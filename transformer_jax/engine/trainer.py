@@ -1,0 +1,212 @@
+"""The model-agnostic training loop: sharded state, jitted steps, eval, checkpoints, logs.
+
+``train_and_evaluate(config, workdir, task)`` is the whole program; ``main.py`` files only
+parse flags and build the task. The steps are pure module-level functions, jitted once
+with explicit shardings and a donated state. With NamedSharding a mean over the global
+batch is just a mean: there are no hand-written collectives.
+
+Exact resume: the dropout key of step s is fold_in(key(seed), s), the data pipeline skips
+the s global batches already consumed, and the optimizer state is checkpointed, so a run
+stopped at step k and resumed produces the same losses as one that never stopped.
+"""
+
+import functools
+import logging
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from transformer_jax.engine import checkpoint as ckpt
+from transformer_jax.engine import metrics as metrics_lib
+from transformer_jax.engine import optim
+from transformer_jax.engine import sharding as sharding_lib
+from transformer_jax.engine import state as state_lib
+from transformer_jax.engine.state import TrainState
+from transformer_jax.engine.task import Batch, Task
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+def train_step(state: TrainState, batch: Batch, *, task: Task,
+               tx: optax.GradientTransformation, seed: int) -> tuple[TrainState, dict]:
+    """One optimizer (micro-)step on a global batch."""
+    rng = jax.random.fold_in(jax.random.key(seed), state.step)
+    grad_fn = jax.value_and_grad(task.loss_fn, has_aux=True)
+    (loss, metrics), grads = grad_fn(state.params, batch, rng)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    one = jnp.ones((), jnp.float32)
+    metrics = dict(metrics, loss=(loss.astype(jnp.float32), one),
+                   grad_norm=(optax.tree.norm(grads).astype(jnp.float32), one))
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def eval_step(params: Any, batch: Batch, *, task: Task) -> dict:
+    return task.eval_fn(params, batch)
+
+
+class Trainer:
+    """Holds the mesh, the compiled steps and the checkpoint manager of one run."""
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str, task: Task):
+        self.config, self.workdir, self.task = config, workdir, task
+        self.rules = sharding_lib.logical_rules(config.sharding.preset)
+        self.mesh = sharding_lib.make_mesh(config.sharding.preset, dict(config.sharding.mesh))
+        self._check_batch_sizes()
+        self.tx, self.schedule = optim.create_optimizer(
+            config.optimizer, d_model=task.model_dim, num_train_steps=self._num_updates())
+        init_batch = task.dummy_batch(self.num_batch_shards)
+        self.abstract_state, self.state_shardings = state_lib.state_shardings(
+            task, self.tx, init_batch, self.mesh, self.rules)
+        self.init_batch = init_batch
+        self.batch_sharding = sharding_lib.batch_sharding(self.mesh)
+        self.manager = ckpt.make_manager(
+            workdir, max_to_keep=config.keep_checkpoints, async_save=config.async_checkpoints)
+        self._train_step = jax.jit(
+            functools.partial(train_step, task=task, tx=self.tx, seed=config.seed),
+            in_shardings=(self.state_shardings, self.batch_sharding),
+            out_shardings=(self.state_shardings, state_lib.replicated(self.mesh)),
+            donate_argnums=(0,))
+        self._eval_step = jax.jit(
+            functools.partial(eval_step, task=task),
+            in_shardings=(self.state_shardings.params, self.batch_sharding),
+            out_shardings=state_lib.replicated(self.mesh))
+
+    @property
+    def num_batch_shards(self) -> int:
+        return self.mesh.shape["data"] * self.mesh.shape["fsdp"]
+
+    def _num_updates(self) -> int:
+        return math.ceil(self.config.num_train_steps / self.config.optimizer.grad_accum_steps)
+
+    def _check_batch_sizes(self) -> None:
+        for name in ("batch_size", "eval_batch_size"):
+            size = self.config[name]
+            if size % self.num_batch_shards or size % jax.process_count():
+                raise ValueError(
+                    f"config.{name}={size} must be divisible by the {self.num_batch_shards} "
+                    f"batch shards of mesh {dict(self.mesh.shape)} and by "
+                    f"{jax.process_count()} processes")
+
+    def metadata(self, step: int) -> dict:
+        return {"task": self.task.name, "model": self.task.model_hparams(), "step": step,
+                "config": self.config.to_dict()}
+
+    def restore_or_init(self) -> TrainState:
+        """Latest checkpoint in the workdir, else ``init_from`` params, else fresh."""
+        latest = self.manager.latest_step()
+        if latest is not None:
+            ckpt.check_compatible(ckpt.read_metadata(self.manager, latest), self.task.name,
+                                  self.task.model_hparams(), f"workdir {self.workdir}")
+            log.info("resuming from checkpoint at step %d", latest)
+            return ckpt.restore_state(self.manager, latest, self.abstract_state)
+        state = state_lib.create_train_state(self.task, self.tx, self.init_batch, self.mesh,
+                                             self.rules, self.config.seed, self.state_shardings)
+        if self.config.init_from:
+            params = ckpt.restore_params(self.config.init_from, self.abstract_state.params)
+            log.info("initialised params from %s", self.config.init_from)
+            state = state.replace(params=params)
+        return state
+
+    def evaluate(self, state: TrainState) -> dict[str, float]:
+        acc = None
+        for local in self.task.eval_batches(self.config.eval_batch_size // jax.process_count(),
+                                            jax.process_index(), jax.process_count()):
+            batch = sharding_lib.global_batch(local, self.mesh)
+            acc = metrics_lib.add_metrics(acc, self._eval_step(state.params, batch))
+        results = {f"eval/{k}": v for k, v in metrics_lib.reduce_metrics(acc or {}).items()}
+        extra = self.task.evaluate_extra(state.params, int(state.step), self.mesh)
+        results.update({f"eval/{k}": v for k, v in extra.items()})
+        return results
+
+    def save(self, state: TrainState, step: int) -> None:
+        ckpt.save(self.manager, step, state, self.metadata(step), force=True)
+
+    def learning_rate(self, step: int) -> float:
+        return float(self.schedule(step // self.config.optimizer.grad_accum_steps))
+
+    def _finish_interval(self, pending: dict, step: int) -> dict[str, float]:
+        """Host-side reduction of the interval's metrics; stops the run on NaN/inf."""
+        values = {f"train/{k}": v for k, v in metrics_lib.reduce_metrics(pending).items()}
+        if not math.isfinite(values.get("train/loss", 0.0)):
+            last = self.manager.latest_step()
+            raise NonFiniteLossError(
+                f"training loss is {values['train/loss']} by step {step}; last good "
+                f"checkpoint: {last} in {self.workdir} (kept). Lower optimizer.learning_rate, "
+                "raise warmup_steps or enable clip_grad_norm, then rerun to resume")
+        values["train/learning_rate"] = self.learning_rate(step)
+        return values
+
+    def run(self) -> dict[str, float]:
+        cfg = self.config
+        writer = metrics_lib.SummaryWriter(self.workdir)
+        with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
+            state = self.restore_or_init()
+            metrics_lib.log_once(sharding_lib.describe_shardings(self.state_shardings.params),
+                                 f"params: {state_lib.param_count(state.params):,}; shardings:")
+            step = int(state.step)
+            data = self.task.train_batches(cfg.batch_size // jax.process_count(), step,
+                                           jax.process_index(), jax.process_count())
+            throughput = metrics_lib.Throughput(step, cfg.num_train_steps,
+                                                cfg.peak_tflops_per_device * 1e12 * jax.device_count())
+            pending, results = None, {}
+            while step < cfg.num_train_steps:
+                local = next(data)
+                state, step_metrics = self._train_step(
+                    state, sharding_lib.global_batch(local, self.mesh))
+                step += 1
+                pending = metrics_lib.add_metrics(pending, step_metrics)
+                throughput.add_step(self.task.tokens_in_batch(local),
+                                    self.task.flops_per_step(local))
+                results = self._after_step(state, step, pending, throughput, writer) or results
+                if step % cfg.log_every == 0 or step % cfg.checkpoint_every == 0:
+                    pending = None
+            if pending is not None:
+                self._finish_interval(pending, step)
+            if self.manager.latest_step() != step:
+                self.save(state, step)
+            self.manager.wait_until_finished()
+            writer.close()
+        return results
+
+    def _after_step(self, state, step, pending, throughput, writer) -> dict | None:
+        cfg = self.config
+        is_last = step == cfg.num_train_steps
+        log_now = step % cfg.log_every == 0 or is_last
+        save_now = step % cfg.checkpoint_every == 0 or is_last
+        eval_now = (cfg.eval_every and step % cfg.eval_every == 0) or is_last
+        results = None
+        if log_now or save_now:
+            jax.block_until_ready(state.step)
+            values = self._finish_interval(pending, step)  # raises before any save on NaN
+            values.update(throughput.measure(step))
+            if log_now:
+                writer.scalars(step, values)
+                if jax.process_index() == 0:
+                    log.info(metrics_lib.progress_line(step, cfg.num_train_steps, values))
+        if eval_now:
+            results = self.evaluate(state)
+            writer.scalars(step, results)
+            if jax.process_index() == 0:
+                log.info("eval at step %d: %s", step,
+                             ", ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))
+        if save_now:
+            self.save(state, step)
+        if eval_now or save_now:
+            throughput.restart(step)
+        return results
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       task: Task) -> dict[str, float]:
+    """Trains ``task`` per ``config`` in ``workdir``; returns the final eval metrics."""
+    return Trainer(config, workdir, task).run()

@@ -1,0 +1,150 @@
+"""Building blocks shared by the Transformer and BERT: embeddings, positions, feed-forward.
+
+Dimension legend used in shape comments and einsum strings throughout the package:
+  B batch, L query length, S key length, N heads, H head dim, D model dim, F feed-forward
+  dim, V vocabulary.
+
+Every parameter carries logical axis names (``nn.with_logical_partitioning``) drawn from the
+short vocabulary of ``transformer_jax.engine.sharding``: weights ``vocab, embed, mlp, heads,
+kv``; activations ``act_batch, act_length, act_embed, act_heads, act_mlp``.
+"""
+
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Dtype = jnp.dtype
+Array = jax.Array
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "relu": nn.relu,
+    # BERT uses the exact erf form, not the tanh approximation.
+    "gelu": lambda x: nn.gelu(x, approximate=False),
+    "gelu_tanh": lambda x: nn.gelu(x, approximate=True),
+}
+
+# The paper and tensor2tensor initialise projections with Glorot/Xavier uniform.
+default_kernel_init = nn.initializers.xavier_uniform()
+
+
+def logical(init: Callable, axes: tuple[str | None, ...]) -> Callable:
+    """Wraps an initializer so the parameter carries logical axis names."""
+    return nn.with_logical_partitioning(init, axes)
+
+
+def constrain(x: Array, axes: tuple[str | None, ...]) -> Array:
+    """Pins an activation's sharding by logical names (a no-op outside a mesh context)."""
+    return nn.with_logical_constraint(x, axes)
+
+
+def sinusoidal_table(max_len: int, d_model: int) -> np.ndarray:
+    """The paper's positional encoding, interleaved exactly as its formula is written.
+
+    PE[pos, 2i] = sin(pos / 10000^(2i/d)),  PE[pos, 2i+1] = cos(pos / 10000^(2i/d)).
+    Returns float32 [max_len, d_model]; an odd d_model drops the last cosine column.
+    """
+    position = np.arange(max_len, dtype=np.float64)[:, None]  # [P, 1]
+    two_i = np.arange(0, d_model, 2, dtype=np.float64)[None, :]  # [1, ceil(D/2)]
+    angle = position / np.power(10000.0, two_i / d_model)  # [P, ceil(D/2)]
+    table = np.zeros((max_len, d_model), dtype=np.float64)
+    table[:, 0::2] = np.sin(angle)
+    table[:, 1::2] = np.cos(angle[:, : d_model // 2])
+    return table.astype(np.float32)
+
+
+class Embed(nn.Module):
+    """Token embedding scaled by sqrt(d_model), with ``attend`` for the tied output layer.
+
+    Initialised N(0, d^-1/2) as in tensor2tensor, so that after the sqrt(d) scale the
+    embeddings have unit variance and tied logits ``x @ E^T`` have unit variance too.
+    """
+
+    num_embeddings: int
+    features: int
+    scale_by_sqrt_dim: bool = True
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self):
+        init = nn.initializers.normal(stddev=self.features**-0.5)
+        self.embedding = self.param(
+            "embedding", logical(init, ("vocab", "embed")),
+            (self.num_embeddings, self.features), self.param_dtype)
+
+    def __call__(self, ids: Array) -> Array:
+        """ids [B, L] int -> [B, L, D] in the compute dtype."""
+        table = jnp.asarray(self.embedding, self.dtype)
+        x = jnp.take(table, ids, axis=0)  # [B, L, D]
+        if self.scale_by_sqrt_dim:
+            x = x * jnp.asarray(np.sqrt(self.features), self.dtype)
+        return x
+
+    def attend(self, x: Array) -> Array:
+        """x [B, L, D] -> logits [B, L, V] in float32, using the embedding matrix as W_out."""
+        table = jnp.asarray(self.embedding, self.dtype)
+        return jnp.einsum("BLD,VD->BLV", x, table, preferred_element_type=jnp.float32)
+
+
+class SinusoidalPositions(nn.Module):
+    """Adds the fixed sinusoidal encoding; handles packed positions and decoding.
+
+    In decode mode the module keeps its own position counter in the ``cache`` collection,
+    because the incremental decoder sees one token at a time.
+    """
+
+    max_len: int
+
+    @nn.compact
+    def __call__(self, x: Array, positions: Array | None = None, decode: bool = False) -> Array:
+        """x [B, L, D]; positions [B, L] int or None (then 0..L-1)."""
+        length, d_model = x.shape[-2], x.shape[-1]
+        table = jnp.asarray(sinusoidal_table(self.max_len, d_model), x.dtype)  # [P, D]
+        if decode:
+            is_initialized = self.has_variable("cache", "position_index")
+            index = self.variable("cache", "position_index", lambda: jnp.zeros((), jnp.int32))
+            if is_initialized:
+                step = index.value
+                index.value = step + 1
+                # x is [B, 1, D] while decoding: take row `step` of the table.
+                return x + jax.lax.dynamic_slice_in_dim(table, step, 1)[None]  # [1, 1, D]
+            return x + table[None, :length]
+        if positions is None:
+            return x + table[None, :length]  # [1, L, D]
+        return x + jnp.take(table, positions, axis=0)  # [B, L, D]
+
+
+class FeedForward(nn.Module):
+    """Position-wise feed-forward: act(x W1 + b1) W2 + b2 (the paper's FFN)."""
+
+    d_ff: int
+    activation: str = "relu"
+    dropout_rate: float = 0.0
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, deterministic: bool) -> Array:
+        """x [B, L, D] -> [B, L, D]."""
+        d_model = x.shape[-1]
+        h = nn.Dense(
+            self.d_ff, dtype=self.dtype, param_dtype=self.param_dtype, name="wi",
+            kernel_init=logical(default_kernel_init, ("embed", "mlp")),
+            bias_init=logical(nn.initializers.zeros, ("mlp",)))(x)  # [B, L, F]
+        h = ACTIVATIONS[self.activation](h)
+        h = constrain(h, ("act_batch", "act_length", "act_mlp"))
+        h = nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
+        return nn.Dense(
+            d_model, dtype=self.dtype, param_dtype=self.param_dtype, name="wo",
+            kernel_init=logical(default_kernel_init, ("mlp", "embed")),
+            bias_init=logical(nn.initializers.zeros, ("embed",)))(h)  # [B, L, D]
+
+
+def layer_norm(epsilon: float, param_dtype: Dtype, name: str) -> nn.LayerNorm:
+    """LayerNorm computed in float32 (statistics in low precision are unstable)."""
+    return nn.LayerNorm(
+        epsilon=epsilon, dtype=jnp.float32, param_dtype=param_dtype, name=name,
+        scale_init=logical(nn.initializers.ones, ("embed",)),
+        bias_init=logical(nn.initializers.zeros, ("embed",)))

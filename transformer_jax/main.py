@@ -1,0 +1,38 @@
+"""Train and evaluate a translation Transformer.
+
+  python -m transformer_jax.main --config=configs/transformer_demo.py --workdir=/tmp/demo
+  python -m transformer_jax.main --config=configs/transformer_wmt.py:size=base \
+      --workdir=gs://BUCKET/run --config.batch_size=512
+
+Any config field can be overridden with --config.<field>=<value>; a misspelt field fails.
+"""
+
+import logging
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from transformer_jax import runtime
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py[:arg]).",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, vocab and TensorBoard logs.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    runtime.setup_host()
+    # Imported after set-up so TensorFlow never claims an accelerator.
+    from transformer_jax.engine import trainer
+    from transformer_jax.translation.task import TranslationTask
+
+    task = TranslationTask(FLAGS.config, FLAGS.workdir)
+    results = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir, task)
+    logging.getLogger("transformer_jax").info("final: %s", ", ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,268 @@
+"""The encoder-decoder Transformer of "Attention Is All You Need" (Vaswani et al., 2017).
+
+Legend: B batch, S source length, L target length, N heads, H head dim, D model dim,
+F feed-forward dim, V vocabulary.
+
+``EncoderStack`` (layers over already-embedded inputs) is what BERT reuses; ``Transformer``
+adds the shared embeddings, sinusoidal positions, decoder and output layer. Modes are call
+arguments (``deterministic``, ``decode``), never config fields.
+"""
+
+import dataclasses
+from typing import Any, Mapping
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from transformer_jax import attention
+from transformer_jax.layers import (
+    Array, Embed, FeedForward, SinusoidalPositions, constrain, default_kernel_init, layer_norm,
+    logical)
+
+ACT_AXES = ("act_batch", "act_length", "act_embed")
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+    """Hyperparameters of the Transformer (defaults: the paper's base model)."""
+
+    vocab_size: int = 32000            # shared source/target vocabulary size
+    d_model: int = 512                 # model width D
+    num_heads: int = 8                 # attention heads N
+    head_dim: int | None = None        # per-head width H; None = d_model // num_heads
+    d_ff: int = 2048                   # feed-forward width F
+    num_encoder_layers: int = 6
+    num_decoder_layers: int = 6
+    dropout_rate: float = 0.1          # residual + embedding dropout (P_drop)
+    attention_dropout_rate: float = 0.0  # on attention weights (tensor2tensor option)
+    max_len: int = 512                 # longest position the sinusoid table covers
+    share_embeddings: bool = True      # one embedding matrix for source and target
+    tie_output: bool = True            # output projection = target embedding matrix
+    pre_layer_norm: bool = False       # False: the paper's post-LN; True: pre-LN
+    activation: str = "relu"           # feed-forward non-linearity
+    attention_bias: bool = False       # biases on Q/K/V/O projections (BERT uses them)
+    layer_norm_epsilon: float = 1e-6
+    dtype: str = "float32"             # compute dtype
+    param_dtype: str = "float32"       # storage dtype of parameters
+
+    def __post_init__(self):
+        if self.head_dim is None and self.d_model % self.num_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by num_heads="
+                             f"{self.num_heads}; set head_dim explicitly")
+        for field in ("dtype", "param_dtype"):
+            if getattr(self, field) not in _DTYPES:
+                raise ValueError(f"{field}={getattr(self, field)!r}; use one of {list(_DTYPES)}")
+
+    @property
+    def qkv_dim(self) -> int:
+        return self.head_dim or self.d_model // self.num_heads
+
+    @property
+    def compute_dtype(self):
+        return _DTYPES[self.dtype]
+
+    @property
+    def storage_dtype(self):
+        return _DTYPES[self.param_dtype]
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "TransformerConfig":
+        """Builds a config, failing on keys that are not hyperparameters (typos)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys {unknown}; valid keys: {sorted(known)}")
+        return cls(**dict(values))
+
+
+class SubLayer(nn.Module):
+    """Residual + LayerNorm around one sub-layer, post-LN (paper) or pre-LN.
+
+    post-LN: LayerNorm(x + Dropout(f(x)));  pre-LN: x + Dropout(f(LayerNorm(x))).
+    """
+
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, x: Array, fn, deterministic: bool) -> Array:
+        cfg = self.config
+        norm = layer_norm(cfg.layer_norm_epsilon, cfg.storage_dtype, "layer_norm")
+        y = fn(norm(x).astype(cfg.compute_dtype)) if cfg.pre_layer_norm else fn(x)
+        y = nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
+        out = x + y
+        if not cfg.pre_layer_norm:
+            out = norm(out).astype(cfg.compute_dtype)
+        return constrain(out, ACT_AXES)
+
+
+def _attention(cfg: TransformerConfig, name: str) -> attention.MultiHeadAttention:
+    return attention.MultiHeadAttention(
+        num_heads=cfg.num_heads, head_dim=cfg.qkv_dim, use_bias=cfg.attention_bias,
+        dropout_rate=cfg.attention_dropout_rate, dtype=cfg.compute_dtype,
+        param_dtype=cfg.storage_dtype, name=name)
+
+
+def _feed_forward(cfg: TransformerConfig) -> FeedForward:
+    return FeedForward(d_ff=cfg.d_ff, activation=cfg.activation, dropout_rate=0.0,
+                       dtype=cfg.compute_dtype, param_dtype=cfg.storage_dtype, name="ffn")
+
+
+class EncoderLayer(nn.Module):
+    """Self-attention then feed-forward, each wrapped in residual + LayerNorm."""
+
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, x: Array, mask: Array | None, deterministic: bool) -> Array:
+        """x [B, S, D], mask [B, 1, S, S] -> [B, S, D]."""
+        cfg = self.config
+        self_attention = _attention(cfg, "self_attention")
+        x = SubLayer(cfg, name="attention_block")(
+            x, lambda h: self_attention(h, h, mask, deterministic=deterministic), deterministic)
+        ffn = _feed_forward(cfg)
+        return SubLayer(cfg, name="ffn_block")(
+            x, lambda h: ffn(h, deterministic=deterministic), deterministic)
+
+
+class DecoderLayer(nn.Module):
+    """Masked self-attention, encoder-decoder attention, feed-forward."""
+
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, y: Array, encoded: Array, self_mask: Array | None,
+                 cross_mask: Array | None, deterministic: bool, decode: bool) -> Array:
+        """y [B, L, D], encoded [B, S, D], masks [B, 1, L, L] / [B, 1, L, S] -> [B, L, D]."""
+        cfg = self.config
+        self_attention = _attention(cfg, "self_attention")
+        y = SubLayer(cfg, name="self_attention_block")(
+            y, lambda h: self_attention(h, h, self_mask, deterministic=deterministic,
+                                        decode=decode), deterministic)
+        # Queries come from the decoder, keys and values from the encoder output.
+        cross_attention = _attention(cfg, "cross_attention")
+        y = SubLayer(cfg, name="cross_attention_block")(
+            y, lambda h: cross_attention(h, encoded, cross_mask, deterministic=deterministic),
+            deterministic)
+        ffn = _feed_forward(cfg)
+        return SubLayer(cfg, name="ffn_block")(
+            y, lambda h: ffn(h, deterministic=deterministic), deterministic)
+
+
+class EncoderStack(nn.Module):
+    """num_encoder_layers EncoderLayers over embedded inputs (+ final LN when pre-LN)."""
+
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, x: Array, mask: Array | None, deterministic: bool) -> Array:
+        """x [B, S, D] already embedded -> [B, S, D]."""
+        cfg = self.config
+        for i in range(cfg.num_encoder_layers):
+            x = EncoderLayer(cfg, name=f"layer_{i}")(x, mask, deterministic)
+            self.sow("intermediates", "hidden_states", x)
+        if cfg.pre_layer_norm:
+            x = layer_norm(cfg.layer_norm_epsilon, cfg.storage_dtype, "final_layer_norm")(x)
+        return x.astype(cfg.compute_dtype)
+
+
+class DecoderStack(nn.Module):
+    """num_decoder_layers DecoderLayers (+ final LN when pre-LN)."""
+
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, y: Array, encoded: Array, self_mask: Array | None,
+                 cross_mask: Array | None, deterministic: bool, decode: bool) -> Array:
+        cfg = self.config
+        for i in range(cfg.num_decoder_layers):
+            y = DecoderLayer(cfg, name=f"layer_{i}")(
+                y, encoded, self_mask, cross_mask, deterministic, decode)
+        if cfg.pre_layer_norm:
+            y = layer_norm(cfg.layer_norm_epsilon, cfg.storage_dtype, "final_layer_norm")(y)
+        return y.astype(cfg.compute_dtype)
+
+
+class Transformer(nn.Module):
+    """Encoder-decoder Transformer; ``encode`` and ``decode`` are separate for search.
+
+    Token id 0 is padding. Packed batches pass segment ids (0 = padding) and per-segment
+    positions; unpacked batches may leave them None.
+    """
+
+    config: TransformerConfig
+
+    def setup(self):
+        cfg = self.config
+        embed = lambda name: Embed(cfg.vocab_size, cfg.d_model, dtype=cfg.compute_dtype,
+                                   param_dtype=cfg.storage_dtype, name=name)
+        self.source_embed = embed("shared_embedding" if cfg.share_embeddings else "source_embedding")
+        self.target_embed = self.source_embed if cfg.share_embeddings else embed("target_embedding")
+        self.encoder_positions = SinusoidalPositions(cfg.max_len)
+        self.decoder_positions = SinusoidalPositions(cfg.max_len)
+        self.embed_dropout = nn.Dropout(cfg.dropout_rate)
+        self.encoder = EncoderStack(cfg)
+        self.decoder = DecoderStack(cfg)
+        if not cfg.tie_output:
+            self.logits_dense = nn.Dense(
+                cfg.vocab_size, dtype=cfg.compute_dtype, param_dtype=cfg.storage_dtype,
+                kernel_init=logical(default_kernel_init, ("embed", "vocab")),
+                bias_init=logical(nn.initializers.zeros, ("vocab",)))
+
+    def encode(self, inputs: Array, inputs_segment_ids: Array | None = None,
+               inputs_positions: Array | None = None, *, deterministic: bool = True) -> Array:
+        """inputs [B, S] -> encoded [B, S, D]."""
+        mask = attention.combine_masks(
+            attention.padding_mask(inputs, inputs),
+            None if inputs_segment_ids is None
+            else attention.segment_mask(inputs_segment_ids, inputs_segment_ids))
+        x = self.encoder_positions(self.source_embed(inputs), inputs_positions)
+        x = self.embed_dropout(x, deterministic=deterministic)
+        x = constrain(x.astype(self.config.compute_dtype), ACT_AXES)
+        return self.encoder(x, mask, deterministic)
+
+    def decode(self, encoded: Array, inputs: Array, decoder_inputs: Array,
+               inputs_segment_ids: Array | None = None,
+               targets_segment_ids: Array | None = None,
+               targets_positions: Array | None = None, *,
+               deterministic: bool = True, decode: bool = False) -> Array:
+        """encoded [B, S, D], decoder_inputs [B, L] -> logits [B, L, V] in float32.
+
+        With ``decode=True`` decoder_inputs is one token [B, 1] per call and self-attention
+        reads/writes the ``cache`` collection; the self-attention mask then comes from it.
+        """
+        if decode:
+            self_mask = None
+            cross_mask = attention.padding_mask(jnp.ones_like(decoder_inputs), inputs)
+        else:
+            self_mask = attention.combine_masks(
+                attention.padding_mask(decoder_inputs, decoder_inputs),
+                attention.causal_mask(decoder_inputs),
+                None if targets_segment_ids is None
+                else attention.segment_mask(targets_segment_ids, targets_segment_ids))
+            cross_mask = attention.combine_masks(
+                attention.padding_mask(decoder_inputs, inputs),
+                None if targets_segment_ids is None
+                else attention.segment_mask(targets_segment_ids, inputs_segment_ids))
+        y = self.decoder_positions(self.target_embed(decoder_inputs), targets_positions,
+                                   decode=decode)
+        y = self.embed_dropout(y, deterministic=deterministic)
+        y = constrain(y.astype(self.config.compute_dtype), ACT_AXES)
+        y = self.decoder(y, encoded, self_mask, cross_mask, deterministic, decode)
+        if self.config.tie_output:
+            logits = self.target_embed.attend(y)  # [B, L, V]
+        else:
+            logits = self.logits_dense(y).astype(jnp.float32)  # [B, L, V]
+        return constrain(logits, ("act_batch", "act_length", "act_vocab"))
+
+    def __call__(self, inputs: Array, decoder_inputs: Array,
+                 inputs_segment_ids: Array | None = None,
+                 inputs_positions: Array | None = None,
+                 targets_segment_ids: Array | None = None,
+                 targets_positions: Array | None = None, *,
+                 deterministic: bool = True) -> Array:
+        """Teacher-forced forward pass: inputs [B, S], decoder_inputs [B, L] -> [B, L, V]."""
+        encoded = self.encode(inputs, inputs_segment_ids, inputs_positions,
+                              deterministic=deterministic)
+        return self.decode(encoded, inputs, decoder_inputs, inputs_segment_ids,
+                           targets_segment_ids, targets_positions, deterministic=deterministic)

@@ -1,0 +1,169 @@
+"""Machine translation as a task of the shared engine.
+
+Loss: label-smoothed cross-entropy over non-padding target tokens (the paper uses
+epsilon_ls = 0.1). Eval: loss, token accuracy and perplexity on the eval split, plus
+SacreBLEU of beam-search translations of the BLEU split.
+"""
+
+import dataclasses
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from transformer_jax import flops
+from transformer_jax.engine import losses
+from transformer_jax.engine.task import Task
+from transformer_jax.model import Transformer, TransformerConfig
+from transformer_jax.translation import pipeline, predict, sources
+from transformer_jax.translation.tokenizer import Tokenizer, load_or_train_tokenizer
+
+BATCH_KEYS = ("inputs", "inputs_segment_ids", "inputs_positions", "decoder_inputs", "targets",
+              "targets_segment_ids", "targets_positions")
+SPLIT_KEYS = {"train": "train_split", "eval": "eval_split", "test": "test_split"}
+
+
+def raw_pairs(data: ml_collections.ConfigDict, which: str) -> tf.data.Dataset:
+    """The raw sentence pairs of the train / eval / test split named in ``config.data``."""
+    if data.source == "demo":
+        return sources.demo_pairs(data[SPLIT_KEYS[which]])
+    if data.source == "tfds":
+        return sources.tfds_pairs(data.tfds_name, data[SPLIT_KEYS[which]], data.source_lang,
+                                  data.target_lang, data.data_dir or None)
+    if data.source == "files":
+        tsv = data.get(f"{which}_tsv")
+        if tsv:
+            return sources.tsv_pairs(tsv)
+        src, tgt = data.get(f"{which}_source"), data.get(f"{which}_target")
+        if not (src and tgt):
+            raise ValueError(f"data.source='files' needs data.{which}_source and "
+                             f"data.{which}_target (or data.{which}_tsv)")
+        return sources.parallel_text_pairs(src, tgt)
+    raise ValueError(f"unknown data.source {data.source!r}; use 'demo', 'tfds' or 'files'")
+
+
+def _sentences_for_vocab(data: ml_collections.ConfigDict):
+    """Both sides of the training pairs: the vocabulary is shared (paper, section 5.1)."""
+    for pair in raw_pairs(data, "train").as_numpy_iterator():
+        yield pair[sources.SOURCE].decode("utf-8")
+        yield pair[sources.TARGET].decode("utf-8")
+
+
+def load_tokenizer(data: ml_collections.ConfigDict, workdir: str) -> Tokenizer:
+    """The given vocab, or the workdir's, trained from the training data if absent."""
+    path = data.vocab_path or os.path.join(workdir, "vocab.model")
+    if data.vocab_path:
+        return Tokenizer.from_file(path)
+    tf.io.gfile.makedirs(workdir)
+    return load_or_train_tokenizer(path, lambda: _sentences_for_vocab(data), data.vocab_size)
+
+
+def model_config(config: ml_collections.ConfigDict, vocab_size: int) -> TransformerConfig:
+    return TransformerConfig.from_dict(dict(config.model.to_dict(), vocab_size=vocab_size))
+
+
+class TranslationTask(Task):
+    """Source -> target translation with a shared SentencePiece vocabulary."""
+
+    name = "translation"
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+        self.config, self.data = config, config.data
+        self.tokenizer = load_tokenizer(config.data, workdir)
+        self.model_cfg = model_config(config, self.tokenizer.vocab_size)
+        self.model = Transformer(self.model_cfg)
+        self._bleu_pairs: list[tuple[str, str]] | None = None
+        self._translator = None
+
+    def model_hparams(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.model_cfg)
+
+    @property
+    def model_dim(self) -> int:
+        return self.model_cfg.d_model
+
+    def dummy_batch(self, batch_size: int) -> dict[str, np.ndarray]:
+        lengths = {"inputs": self.data.max_source_length, "targets": self.data.max_target_length}
+        return {k: np.zeros((batch_size, lengths["inputs" if k.startswith("inputs")
+                                                  else "targets"]), np.int32)
+                for k in BATCH_KEYS}
+
+    def _forward(self, params, batch, deterministic: bool, rng=None) -> jax.Array:
+        rngs = None if deterministic else {"dropout": rng}
+        return self.model.apply(
+            {"params": params}, batch["inputs"], batch["decoder_inputs"],
+            batch["inputs_segment_ids"], batch["inputs_positions"],
+            batch["targets_segment_ids"], batch["targets_positions"],
+            deterministic=deterministic, rngs=rngs)  # [B, L, V] float32
+
+    def init_params(self, rng, batch):
+        return self.model.init(
+            rng, batch["inputs"], batch["decoder_inputs"], batch["inputs_segment_ids"],
+            batch["inputs_positions"], batch["targets_segment_ids"],
+            batch["targets_positions"])["params"]
+
+    def _metrics(self, logits, batch) -> dict:
+        targets = batch["targets"]
+        weights = (targets != 0).astype(jnp.float32)
+        smoothed = losses.weighted_cross_entropy(logits, targets, weights,
+                                                 self.config.label_smoothing)
+        nll = losses.weighted_cross_entropy(logits, targets, weights, 0.0)
+        return {"smoothed_loss": smoothed, "nll": nll,
+                "accuracy": losses.weighted_accuracy(logits, targets, weights)}
+
+    def loss_fn(self, params, batch, rng):
+        metrics = self._metrics(self._forward(params, batch, False, rng), batch)
+        loss_sum, weight = metrics["smoothed_loss"]
+        return loss_sum / jnp.maximum(weight, 1.0), metrics
+
+    def eval_fn(self, params, batch):
+        return self._metrics(self._forward(params, batch, True), batch)
+
+    def train_batches(self, batch_size_per_host, start_batch, process_index, process_count):
+        return pipeline.train_batches(
+            raw_pairs(self.data, "train"), self.tokenizer,
+            batch_size_per_host=batch_size_per_host,
+            max_source_length=self.data.max_source_length,
+            max_target_length=self.data.max_target_length, pack=self.data.pack,
+            shuffle_seed=self.config.seed, shuffle_buffer=self.data.shuffle_buffer,
+            process_index=process_index, process_count=process_count, start_batch=start_batch)
+
+    def eval_batches(self, batch_size_per_host, process_index, process_count):
+        return pipeline.eval_batches(
+            raw_pairs(self.data, "eval"), self.tokenizer,
+            batch_size_per_host=batch_size_per_host,
+            max_source_length=self.data.max_source_length,
+            max_target_length=self.data.max_target_length,
+            process_index=process_index, process_count=process_count)
+
+    def tokens_in_batch(self, batch) -> int:
+        return int(np.count_nonzero(batch["inputs"]) + np.count_nonzero(batch["targets"]))
+
+    def flops_per_step(self, batch) -> float:
+        batch_size, source_length = batch["inputs"].shape
+        return flops.transformer_train_flops(self.model_cfg, batch_size * jax.process_count(),
+                                             source_length, batch["targets"].shape[1])
+
+    def translator(self, mesh) -> predict.Translator:
+        if self._translator is None:
+            p = self.config.predict
+            self._translator = predict.Translator(
+                self.model, self.tokenizer, mesh, max_source_length=self.data.max_source_length,
+                max_decode_len=p.max_decode_len, beam_size=p.beam_size, alpha=p.alpha,
+                extra_length=p.extra_length, batch_size=self.config.eval_batch_size)
+        return self._translator
+
+    def evaluate_extra(self, params, step, mesh) -> dict[str, float]:
+        """SacreBLEU of beam-search translations of the BLEU split (single-process)."""
+        p = self.config.predict
+        if not p.bleu_split or jax.process_count() > 1:
+            return {}
+        if self._bleu_pairs is None:
+            pairs = pipeline.raw_eval_pairs(raw_pairs(self.data, p.bleu_split))
+            self._bleu_pairs = pairs[: p.num_bleu_examples] if p.num_bleu_examples else pairs
+        hypotheses = self.translator(mesh).translate(params, [s for s, _ in self._bleu_pairs])
+        return {"bleu": predict.corpus_bleu(hypotheses, [t for _, t in self._bleu_pairs])}
