@@ -39,3 +39,19 @@ def engine_config() -> ml_collections.ConfigDict:
     c.optimizer.clip_grad_norm = 0.0
     c.optimizer.grad_accum_steps = 1
     return c
+
+
+def parse_arg(arg: str | None, **defaults: str) -> dict[str, str]:
+    """Parses the variant string after the colon, e.g. ``size=base,seq=128``.
+
+    Keys must be among ``defaults``; a bare value (``:base``) sets the first key.
+    """
+    values = dict(defaults)
+    for item in filter(None, (arg or "").split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            key, value = next(iter(defaults)), key
+        if key not in defaults:
+            raise ValueError(f"unknown config argument {key!r}; valid: {sorted(defaults)}")
+        values[key] = value
+    return values

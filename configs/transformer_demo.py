@@ -21,10 +21,10 @@ def get_config(unused_arg: str = "") -> ml_collections.ConfigDict:
     c.predict.update(dict(max_decode_len=40, bleu_split="test", num_bleu_examples=0))
     c.batch_size = 64
     c.eval_batch_size = 128
-    c.num_train_steps = 3000
+    c.num_train_steps = 1500
     c.log_every = 100
-    c.eval_every = 1000
-    c.checkpoint_every = 1000
+    c.eval_every = 500
+    c.checkpoint_every = 500
     c.keep_checkpoints = 3
     c.optimizer.learning_rate = 2.0
     c.optimizer.warmup_steps = 500

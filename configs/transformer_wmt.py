@@ -58,5 +58,6 @@ def translation_config(size: str) -> ml_collections.ConfigDict:
     return c
 
 
-def get_config(size: str = "base") -> ml_collections.ConfigDict:
-    return translation_config(size or "base")
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    """``arg``: ``size=tiny|base|big`` (default base)."""
+    return translation_config(common.parse_arg(arg, size="base")["size"])

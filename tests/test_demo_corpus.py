@@ -208,3 +208,15 @@ def test_write_split_files_are_line_aligned(tmp_path, corpus):
         assert lines == corpus[split]
     assert (tmp_path / "demo" / "test.de").read_text(encoding="utf-8").splitlines()[1] == (
         "Das Tier überquerte die Straße nicht, weil es zu müde war.")
+
+
+def test_pronoun_accuracy_scores_the_resolved_pronoun():
+    """Only the pronoun after 'weil' counts; a wrong gender is a miss."""
+    refs = ["Das Tier überquerte die Straße nicht, weil es zu müde war.",
+            "Das Tier überquerte die Straße nicht, weil sie zu breit war."]
+    hyps = ["Das Tier überquerte die Straße nicht, weil es zu müde war.",
+            "Das Tier überquerte die Straße nicht, weil es zu breit war."]
+    assert demo_corpus.resolved_pronoun(refs[1]) == "sie"
+    assert demo_corpus.resolved_pronoun("Tom jagt Jerry.") is None
+    assert demo_corpus.pronoun_accuracy(hyps, refs) == 0.5
+    assert demo_corpus.pronoun_accuracy(refs, refs) == 1.0

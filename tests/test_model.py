@@ -15,7 +15,7 @@ import pytest
 
 from tiny import BOS_ID, PAD_ID, tiny_transformer_config
 from transformer_jax import attention, incremental, layers
-from transformer_jax.model import Transformer, TransformerConfig
+from transformer_jax.model import SubLayer, Transformer, TransformerConfig
 
 B, S, L, V = 3, 7, 5, 13
 
@@ -110,7 +110,9 @@ def test_output_layer_is_target_embedding_iff_tied(tie_output):
     def with_row_1_changed(table_name):
         edited = jax.tree_util.tree_map(lambda x: x, params)  # shallow copy of the dicts
         table = edited[table_name]["embedding"]
-        edited[table_name] = {"embedding": table.at[1].add(0.5)}
+        # A random direction: a constant shift would be invisible to a LayerNorm output.
+        shift = jax.random.normal(jax.random.key(7), table.shape[1:])
+        edited[table_name] = {"embedding": table.at[1].add(shift)}
         return forward(model, edited, inputs, decoder_inputs)
 
     target_edit = with_row_1_changed("target_embedding")
@@ -241,26 +243,24 @@ def test_packed_logits_match_examples_run_alone():
     np.testing.assert_allclose(packed[0, 2:5], alone_2[0], atol=1e-5)
 
 
-def test_packed_cross_attention_uses_source_segment_ids():
-    """With correct target segments but the source treated as one segment (all ids 1 and
-    running positions), the second example's logits change: the equality above depends on
-    the cross-attention segment mask."""
+def test_packed_cross_attention_sees_only_its_source_segment():
+    """Editing the encoder output of source segment 1 changes the logits of target segment 1
+    and leaves target segment 2 untouched: encoder-decoder attention is masked by segment."""
     model, params = init_model()
-    common = dict(targets_segment_ids=PACKED["targets_segment_ids"],
-                  targets_positions=PACKED["targets_positions"],
-                  inputs_positions=PACKED["inputs_positions"])
-    packed = forward(model, params, PACKED["inputs"], PACKED["decoder_inputs"],
-                     inputs_segment_ids=PACKED["inputs_segment_ids"], **common)
-    # Encoder segments as packed, but the decoder's segment 2 is relabelled 1 so that cross
-    # attention would let it see source segment 1 as well.
-    leaky_targets = PACKED["targets_segment_ids"].copy()
-    leaky_targets[0, 2:5] = 1
-    leaky = forward(model, params, PACKED["inputs"], PACKED["decoder_inputs"],
-                    inputs_segment_ids=PACKED["inputs_segment_ids"],
-                    inputs_positions=PACKED["inputs_positions"],
-                    targets_segment_ids=leaky_targets,
-                    targets_positions=PACKED["targets_positions"])
-    assert_changed(leaky[0, 2:5], packed[0, 2:5])
+    variables = {"params": params}
+    encoded = model.apply(variables, PACKED["inputs"], PACKED["inputs_segment_ids"],
+                          PACKED["inputs_positions"], method=Transformer.encode)
+
+    def decode(enc):
+        return np.asarray(model.apply(
+            variables, enc, PACKED["inputs"], PACKED["decoder_inputs"],
+            PACKED["inputs_segment_ids"], PACKED["targets_segment_ids"],
+            PACKED["targets_positions"], method=Transformer.decode))
+
+    noise = jax.random.normal(jax.random.key(3), (3, encoded.shape[-1]))
+    base, edited = decode(encoded), decode(encoded.at[0, 0:3].add(noise))
+    assert_changed(edited[0, 0:2], base[0, 0:2])
+    np.testing.assert_allclose(edited[0, 2:5], base[0, 2:5], atol=1e-6)
 
 
 # ----------------------------------------------------------------------------------------
@@ -432,6 +432,46 @@ def test_dropout_is_off_when_deterministic_and_keyed_by_rng_otherwise():
     np.testing.assert_array_equal(drop_a, drop_a_again)
     assert_changed(drop_a, drop_b)
     assert_changed(drop_a, det_a)
+
+
+def numpy_layer_norm(x, eps=1e-6):
+    x = np.asarray(x, np.float64)
+    mean = x.mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(((x - mean) ** 2).mean(-1, keepdims=True) + eps)
+
+
+@pytest.mark.parametrize("pre_layer_norm", [False, True])
+def test_sublayer_residual_and_layer_norm_placement(pre_layer_norm):
+    """post-LN computes LayerNorm(x + f(x)) (the paper); pre-LN computes x + f(LayerNorm(x)).
+    Checked against numpy with a non-linear f, at initial LayerNorm scale 1 and bias 0."""
+    cfg = tiny_transformer_config(pre_layer_norm=pre_layer_norm)
+    x = np.random.default_rng(6).normal(1.0, 2.0, size=(B, L, 32)).astype(np.float32)
+    fn = lambda h: jnp.tanh(h) * 3.0
+    sublayer = SubLayer(cfg)
+    variables = sublayer.init(jax.random.key(0), x, fn, True)
+    out = np.asarray(sublayer.apply(variables, x, fn, True))
+    if pre_layer_norm:
+        want = x + 3.0 * np.tanh(numpy_layer_norm(x))
+    else:
+        want = numpy_layer_norm(x + 3.0 * np.tanh(x))
+    np.testing.assert_allclose(out, want, atol=1e-5)
+
+
+def test_residual_dropout_drops_and_rescales_sublayer_output():
+    """In training mode the sub-layer output (not the residual) is dropped at dropout_rate and
+    survivors are scaled by 1 / (1 - rate): with f = 1 and rate 0.5, out - x is 0 or 2."""
+    cfg = tiny_transformer_config(pre_layer_norm=True, dropout_rate=0.5)
+    x = np.random.default_rng(7).normal(size=(B, L, 32)).astype(np.float32)
+    fn = lambda h: jnp.ones_like(h)
+    sublayer = SubLayer(cfg)
+    variables = sublayer.init(jax.random.key(0), x, fn, True)
+    delta = np.asarray(sublayer.apply(variables, x, fn, False,
+                                      rngs={"dropout": jax.random.key(1)})) - x
+    dropped, kept = np.isclose(delta, 0.0, atol=1e-6), np.isclose(delta, 2.0, atol=1e-5)
+    assert np.all(dropped | kept)
+    assert 0.35 < dropped.mean() < 0.65
+    np.testing.assert_allclose(np.asarray(sublayer.apply(variables, x, fn, True)) - x, 1.0,
+                               atol=1e-6)
 
 
 def test_attention_dropout_alone_is_active():

@@ -83,15 +83,20 @@ def weighted_cross_entropy(
     if label_smoothing > 0 and vocab_size < 2:
         raise ValueError("label smoothing needs a vocabulary of at least 2 tokens; set it to 0")
 
-    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    logits = logits.astype(jnp.float32)
     confidence = 1.0 - label_smoothing
     low_confidence = label_smoothing / (vocab_size - 1) if vocab_size > 1 else 0.0
-    # sum_v soft_v * log p_v == low * sum_v log p_v + (confidence - low) * log p_target.
-    # Written this way no [..., V] one-hot is ever materialised.
-    target_log_prob = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
-    soft_target_log_prob = (confidence - low_confidence) * target_log_prob
+    # log p_v = logits_v - logsumexp(logits), so
+    #   sum_v soft_v * log p_v = low * sum_v log p_v + (confidence - low) * log p_target
+    # needs only three reductions over V (max/sum-exp, sum, target gather). No [..., V]
+    # log-probabilities or one-hot are materialised: on a 32k vocabulary that saves whole
+    # passes over the largest activation of the model, forward and backward.
+    log_normalizer = jax.nn.logsumexp(logits, axis=-1)  # [...]
+    target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]  # [...]
+    soft_target_log_prob = (confidence - low_confidence) * (target_logit - log_normalizer)
     if low_confidence > 0:
-        soft_target_log_prob += low_confidence * jnp.sum(log_probs, axis=-1)
+        sum_log_probs = jnp.sum(logits, axis=-1) - vocab_size * log_normalizer  # [...]
+        soft_target_log_prob += low_confidence * sum_log_probs
     per_token = -soft_target_log_prob - smoothed_entropy(label_smoothing, vocab_size)
 
     weights = _weights_or_ones(targets, weights)

@@ -13,7 +13,7 @@ stopped at step k and resumed produces the same losses as one that never stopped
 import functools
 import logging
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -57,10 +57,13 @@ def eval_step(params: Any, batch: Batch, *, task: Task) -> dict:
 class Trainer:
     """Holds the mesh, the compiled steps and the checkpoint manager of one run."""
 
-    def __init__(self, config: ml_collections.ConfigDict, workdir: str, task: Task):
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str, task: Task,
+                 devices: Sequence[jax.Device] | None = None):
+        """``devices``: the mesh's devices (default all), e.g. one device as a reference."""
         self.config, self.workdir, self.task = config, workdir, task
         self.rules = sharding_lib.logical_rules(config.sharding.preset)
-        self.mesh = sharding_lib.make_mesh(config.sharding.preset, dict(config.sharding.mesh))
+        self.mesh = sharding_lib.make_mesh(config.sharding.preset, dict(config.sharding.mesh),
+                                           devices=devices)
         self._check_batch_sizes()
         self.tx, self.schedule = optim.create_optimizer(
             config.optimizer, d_model=task.model_dim, num_train_steps=self._num_updates())
@@ -193,14 +196,14 @@ class Trainer:
                 writer.scalars(step, values)
                 if jax.process_index() == 0:
                     log.info(metrics_lib.progress_line(step, cfg.num_train_steps, values))
+        if save_now:  # before eval, so a failing eval never costs the trained steps
+            self.save(state, step)
         if eval_now:
             results = self.evaluate(state)
             writer.scalars(step, results)
             if jax.process_index() == 0:
                 log.info("eval at step %d: %s", step,
                              ", ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))
-        if save_now:
-            self.save(state, step)
         if eval_now or save_now:
             throughput.restart(step)
         return results

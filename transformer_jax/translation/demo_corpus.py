@@ -258,3 +258,17 @@ def write_split_files(directory, seed: int = 0) -> dict[str, tuple[str, str]]:
             path.write_text("".join(pair[index] + "\n" for pair in pairs), encoding="utf-8")
         paths[split] = (str(directory / f"{split}.en"), str(directory / f"{split}.de"))
     return paths
+
+
+def resolved_pronoun(german: str) -> str | None:
+    """The German pronoun that translates "it"/"they": the word right after "weil"."""
+    words = german.replace(",", " ").split()
+    return words[words.index("weil") + 1] if "weil" in words[:-1] else None
+
+
+def pronoun_accuracy(hypotheses: list[str], references: list[str]) -> float:
+    """Fraction of it-sentences whose translation picks the reference's er / sie / es."""
+    if len(hypotheses) != len(references) or not references:
+        raise ValueError("pronoun_accuracy needs one hypothesis per reference")
+    hits = sum(resolved_pronoun(h) == resolved_pronoun(r) for h, r in zip(hypotheses, references))
+    return hits / len(references)

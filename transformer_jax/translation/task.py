@@ -6,6 +6,7 @@ SacreBLEU of beam-search translations of the BLEU split.
 """
 
 import dataclasses
+import logging
 import os
 from typing import Any
 
@@ -24,6 +25,7 @@ from transformer_jax.translation.tokenizer import Tokenizer, load_or_train_token
 
 BATCH_KEYS = ("inputs", "inputs_segment_ids", "inputs_positions", "decoder_inputs", "targets",
               "targets_segment_ids", "targets_positions")
+log = logging.getLogger(__name__)
 SPLIT_KEYS = {"train": "train_split", "eval": "eval_split", "test": "test_split"}
 
 
@@ -71,13 +73,25 @@ class TranslationTask(Task):
 
     name = "translation"
 
-    def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str,
+                 tokenizer: Tokenizer | None = None):
         self.config, self.data = config, config.data
-        self.tokenizer = load_tokenizer(config.data, workdir)
+        self.tokenizer = tokenizer or load_tokenizer(config.data, workdir)
         self.model_cfg = model_config(config, self.tokenizer.vocab_size)
         self.model = Transformer(self.model_cfg)
         self._bleu_pairs: list[tuple[str, str]] | None = None
         self._translator = None
+
+    @classmethod
+    def for_benchmark(cls, config: ml_collections.ConfigDict) -> "TranslationTask":
+        """A task with ``config.data.vocab_size`` ids and no tokenizer or data (synthetic
+        batches only): the benchmark needs the model and the loss, nothing else."""
+        task = cls.__new__(cls)
+        task.config, task.data, task.tokenizer = config, config.data, None
+        task.model_cfg = model_config(config, config.data.vocab_size)
+        task.model = Transformer(task.model_cfg)
+        task._bleu_pairs, task._translator = None, None
+        return task
 
     def model_hparams(self) -> dict[str, Any]:
         return dataclasses.asdict(self.model_cfg)
@@ -165,5 +179,21 @@ class TranslationTask(Task):
         if self._bleu_pairs is None:
             pairs = pipeline.raw_eval_pairs(raw_pairs(self.data, p.bleu_split))
             self._bleu_pairs = pairs[: p.num_bleu_examples] if p.num_bleu_examples else pairs
-        hypotheses = self.translator(mesh).translate(params, [s for s, _ in self._bleu_pairs])
-        return {"bleu": predict.corpus_bleu(hypotheses, [t for _, t in self._bleu_pairs])}
+        translator = self.translator(mesh)
+        hypotheses = translator.translate(params, [s for s, _ in self._bleu_pairs])
+        results = {"bleu": predict.corpus_bleu(hypotheses, [t for _, t in self._bleu_pairs])}
+        if self.data.source == "demo":
+            results["pronoun_accuracy"] = self._pronoun_accuracy(translator, params)
+        return results
+
+    @staticmethod
+    def _pronoun_accuracy(translator: predict.Translator, params) -> float:
+        """Whether "it" became the German pronoun of the noun it refers to (demo only)."""
+        from transformer_jax.translation import demo_corpus
+
+        english = [e for e, _ in demo_corpus.PRONOUN_TEST_CASES]
+        references = [g for _, g in demo_corpus.PRONOUN_TEST_CASES]
+        hypotheses = translator.translate(params, english)
+        for source, hypothesis in zip(english[:2], hypotheses[:2]):
+            log.info("%s -> %s", source, hypothesis)
+        return demo_corpus.pronoun_accuracy(hypotheses, references)
