@@ -550,3 +550,12 @@ def test_attention_weights_are_sown_normalised_and_masked():
         assert np.all(dec[:, :, future] == 0)
         assert np.all(dec[:, :, ~future] > 0)
     assert len(sown["encoder"]["hidden_states"]) == 2
+
+
+def test_sequence_longer_than_max_len_is_a_clear_error():
+    """Positions past the sinusoid table would read NaN; the model refuses instead."""
+    cfg = tiny_transformer_config(max_len=4)
+    model = Transformer(cfg)
+    ids = jnp.ones((1, 6), jnp.int32)
+    with pytest.raises(ValueError, match="exceeds the model's max_len 4"):
+        model.init(jax.random.key(0), ids, ids)

@@ -3,7 +3,8 @@
 Legend: B batch, L query length, S key length, N heads, H head dim, D model dim.
 
 Masks are boolean ``[B, 1, L, S]`` (True = may attend) built with flax's own helpers and
-combined by logical AND; they become an additive fp32 bias only inside the softmax.
+combined by logical AND; inside the softmax, masked fp32 scores are replaced by the most
+negative float so they get exactly zero weight.
 """
 
 import flax.linen as nn

@@ -101,6 +101,10 @@ class SinusoidalPositions(nn.Module):
     def __call__(self, x: Array, positions: Array | None = None, decode: bool = False) -> Array:
         """x [B, L, D]; positions [B, L] int or None (then 0..L-1)."""
         length, d_model = x.shape[-2], x.shape[-1]
+        if length > self.max_len:
+            # Positions past the table would silently read NaN (packed) or fail cryptically.
+            raise ValueError(f"sequence length {length} exceeds the model's max_len "
+                             f"{self.max_len}; raise model.max_len or shorten the inputs")
         table = jnp.asarray(sinusoidal_table(self.max_len, d_model), x.dtype)  # [P, D]
         if decode:
             is_initialized = self.has_variable("cache", "position_index")

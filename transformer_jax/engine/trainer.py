@@ -152,31 +152,35 @@ class Trainer:
     def run(self) -> dict[str, float]:
         cfg = self.config
         writer = metrics_lib.SummaryWriter(self.workdir)
-        with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
-            state = self.restore_or_init()
-            metrics_lib.log_once(sharding_lib.describe_shardings(self.state_shardings.params),
-                                 f"params: {state_lib.param_count(state.params):,}; shardings:")
-            step = int(state.step)
-            data = self.task.train_batches(cfg.batch_size // jax.process_count(), step,
-                                           jax.process_index(), jax.process_count())
-            throughput = metrics_lib.Throughput(step, cfg.num_train_steps,
-                                                cfg.peak_tflops_per_device * 1e12 * jax.device_count())
-            pending, results = None, {}
-            while step < cfg.num_train_steps:
-                local = next(data)
-                state, step_metrics = self._train_step(
-                    state, sharding_lib.global_batch(local, self.mesh))
-                step += 1
-                pending = metrics_lib.add_metrics(pending, step_metrics)
-                throughput.add_step(self.task.tokens_in_batch(local),
-                                    self.task.flops_per_step(local))
-                results = self._after_step(state, step, pending, throughput, writer) or results
-                if step % cfg.log_every == 0 or step % cfg.checkpoint_every == 0:
-                    pending = None
-            if pending is not None:
-                self._finish_interval(pending, step)
-            if self.manager.latest_step() != step:
-                self.save(state, step)
+        try:
+            with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
+                state = self.restore_or_init()
+                metrics_lib.log_once(sharding_lib.describe_shardings(self.state_shardings.params),
+                                     f"params: {state_lib.param_count(state.params):,}; shardings:")
+                step = int(state.step)
+                data = self.task.train_batches(cfg.batch_size // jax.process_count(), step,
+                                               jax.process_index(), jax.process_count())
+                peak_flops = cfg.peak_tflops_per_device * 1e12 * jax.device_count()
+                throughput = metrics_lib.Throughput(step, cfg.num_train_steps, peak_flops)
+                pending, results = None, {}
+                while step < cfg.num_train_steps:
+                    local = next(data)
+                    state, step_metrics = self._train_step(
+                        state, sharding_lib.global_batch(local, self.mesh))
+                    step += 1
+                    pending = metrics_lib.add_metrics(pending, step_metrics)
+                    throughput.add_step(self.task.tokens_in_batch(local),
+                                        self.task.flops_per_step(local))
+                    results = self._after_step(state, step, pending, throughput, writer) or results
+                    if step % cfg.log_every == 0 or step % cfg.checkpoint_every == 0:
+                        pending = None
+                if pending is not None:
+                    self._finish_interval(pending, step)
+                if self.manager.latest_step() != step:
+                    self.save(state, step)
+        finally:
+            # Also when an error stops the run (NaN, a failing eval, preemption): a save
+            # still in flight is completed, so the checkpoint an error names exists.
             self.manager.wait_until_finished()
             writer.close()
         return results

@@ -1,0 +1,88 @@
+"""Engine pieces that need no model: mesh shapes, batch assembly, metrics, metadata checks."""
+import jax
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from transformer_jax.engine import checkpoint as ckpt
+from transformer_jax.engine import metrics as metrics_lib
+from transformer_jax.engine import sharding as sharding_lib
+
+
+@pytest.mark.parametrize("preset, overrides, expected", [
+    ("dp", None, {"data": 8, "fsdp": 1, "tensor": 1}),
+    ("fsdp", None, {"data": 1, "fsdp": 8, "tensor": 1}),
+    ("fsdp_tp", None, {"data": 1, "fsdp": 4, "tensor": 2}),
+    ("fsdp_tp", {"fsdp": 2, "tensor": 4}, {"data": 1, "fsdp": 2, "tensor": 4}),
+    ("fsdp", {"data": 2, "fsdp": -1}, {"data": 2, "fsdp": 4, "tensor": 1}),
+    ("dp", {"data": 0, "fsdp": 0, "tensor": 0}, {"data": 8, "fsdp": 1, "tensor": 1}),  # 0 = default
+])
+def test_mesh_shape_resolves_presets_and_overrides(preset, overrides, expected):
+    assert sharding_lib.mesh_shape(preset, overrides) == expected
+    mesh = sharding_lib.make_mesh(preset, overrides)
+    assert dict(mesh.shape) == expected and mesh.axis_names == sharding_lib.MESH_AXES
+
+
+@pytest.mark.parametrize("preset, overrides, message", [
+    ("zero3", None, r"unknown sharding preset 'zero3'; choose one of \['dp', 'fsdp', 'fsdp_tp'\]"),
+    ("dp", {"model": 2}, r"unknown mesh axis 'model'"),
+    ("dp", {"fsdp": -1}, r"at most one axis may be -1"),
+    ("dp", {"fsdp": 3}, r"does not divide 8 devices"),
+    ("dp", {"data": 2, "fsdp": 2}, r"needs 4 devices but 8 are available"),
+])
+def test_bad_mesh_configs_fail_at_start_up(preset, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        sharding_lib.make_mesh(preset, overrides)
+
+
+def test_make_mesh_on_a_subset_of_devices():
+    devices = jax.devices()[2:5]
+    mesh = sharding_lib.make_mesh("fsdp", None, devices=devices)
+    assert dict(mesh.shape) == {"data": 1, "fsdp": 3, "tensor": 1}
+    assert list(mesh.devices.flat) == devices
+
+
+def test_global_batch_splits_rows_over_data_and_fsdp():
+    mesh = sharding_lib.make_mesh("fsdp_tp", {"data": 2, "fsdp": 2, "tensor": 2})
+    local = {"inputs": np.arange(8 * 3, dtype=np.int32).reshape(8, 3)}
+    batch = sharding_lib.global_batch(local, mesh)["inputs"]
+    assert batch.shape == (8, 3) and batch.sharding.spec == P(("data", "fsdp"))
+    np.testing.assert_array_equal(np.asarray(batch), local["inputs"])
+    # 4 batch shards of 2 rows; each is held twice (the tensor axis replicates it).
+    shard_rows = sorted(tuple(s.data[:, 0].tolist()) for s in batch.addressable_shards)
+    assert shard_rows == sorted([(0, 3), (6, 9), (12, 15), (18, 21)] * 2)
+
+
+def test_metrics_are_sums_and_weights_divided_once():
+    a = {"loss": (np.float32(6.0), np.float32(2.0)), "acc": (np.float32(1.0), np.float32(4.0))}
+    b = {"loss": (np.float32(3.0), np.float32(1.0)), "acc": (np.float32(3.0), np.float32(4.0))}
+    total = metrics_lib.add_metrics(metrics_lib.add_metrics(None, a), b)
+    # (6 + 3) / (2 + 1), not the mean of the two batch means (3 and 3 -> 3; 0.25, 0.75).
+    assert metrics_lib.reduce_metrics(total) == {"loss": 3.0, "acc": 0.5}
+    assert metrics_lib.reduce_metrics({"x": (1.0, 0.0), "lr": 0.5}) == pytest.approx(
+        {"x": float("nan"), "lr": 0.5}, nan_ok=True)
+
+
+MODEL = {"vocab_size": 44, "d_model": 32, "num_heads": 4, "d_ff": 37}
+
+
+def test_check_compatible_accepts_the_same_model():
+    ckpt.check_compatible({"task": "translation", "model": dict(MODEL)}, "translation", MODEL,
+                          "workdir /w")
+
+
+def test_check_compatible_names_every_differing_field_on_one_line():
+    saved = {"task": "translation", "model": dict(MODEL, d_model=64, d_ff=128)}
+    with pytest.raises(ckpt.CheckpointMismatchError) as error:
+        ckpt.check_compatible(saved, "translation", MODEL, "workdir /w")
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("workdir /w holds a checkpoint of a")
+    assert "d_model: checkpoint 64 vs config 32; d_ff: checkpoint 128 vs config 37" in message
+    assert "vocab_size" not in message
+
+
+def test_check_compatible_refuses_another_task():
+    with pytest.raises(ckpt.CheckpointMismatchError,
+                       match="holds a 'bert_pretraining' checkpoint, not 'translation'"):
+        ckpt.check_compatible({"task": "bert_pretraining", "model": MODEL}, "translation", MODEL,
+                              "workdir /w")
