@@ -10,6 +10,7 @@ def engine_config() -> ml_collections.ConfigDict:
     """Fields the trainer reads. Each task config fills in model/data and overrides these."""
     c = ml_collections.ConfigDict()
     c.seed = 0
+    c.dropout_rng_impl = "rbg"       # rbg (fast on CPU/TPU) or threefry2x32 (portable bits)
     c.num_train_steps = 1000
     c.batch_size = 64                # global, across all hosts and devices
     c.eval_batch_size = 64           # global

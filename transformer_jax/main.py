@@ -8,6 +8,7 @@ Any config field can be overridden with --config.<field>=<value>; a misspelt fie
 """
 
 import logging
+import sys
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -29,10 +30,14 @@ def main(argv):
     from transformer_jax.engine import trainer
     from transformer_jax.translation.task import TranslationTask
 
-    task = TranslationTask(FLAGS.config, FLAGS.workdir)
-    results = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir, task)
+    try:
+        task = TranslationTask(FLAGS.config, FLAGS.workdir)
+        results = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir, task)
+    except (FileNotFoundError, ValueError, FloatingPointError) as error:
+        # Bad data, a workdir of another model, a NaN loss: one line, no traceback.
+        sys.exit(f"error: {error}")
     logging.getLogger("transformer_jax").info("final: %s", ", ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=runtime.parse_flags)

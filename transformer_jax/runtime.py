@@ -21,3 +21,44 @@ def setup_host() -> None:
         ours.addHandler(handler)
     ours.setLevel(logging.INFO)
     ours.propagate = False
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing that reports a bad flag or config override in one line.
+
+    Passed as ``app.run(main, flags_parser=parse_flags)``; without it a misspelt
+    ``--config.field`` surfaces as a raw AttributeError traceback.
+    """
+    from absl import flags
+
+    try:
+        remaining = flags.FLAGS(argv)
+        _check_config_loaded(flags.FLAGS)
+        return remaining
+    except (AttributeError, KeyError) as error:
+        overrides = " ".join(a for a in argv[1:] if a.startswith("--config."))
+        _exit(f"unknown config field {str(error).strip(chr(34))} among {overrides}; "
+              "override only fields that exist in the config file")
+    except (flags.Error, TypeError, ValueError) as error:
+        _exit(f"{_last_line(error)} (see --helpshort)")
+
+
+def _check_config_loaded(flag_values) -> None:
+    """config_flags defers a config file's load error until first use; surface it now."""
+    if "config" not in flag_values or flag_values["config"].value is None:
+        return
+    try:
+        flag_values["config"].value.keys()
+    except Exception as error:  # whatever the config file raised while loading
+        _exit(f"cannot load --config: {_last_line(error)}")
+
+
+def _last_line(error: BaseException) -> str:
+    """The line that names the problem; config errors carry a whole traceback before it."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else repr(error)
+
+
+def _exit(message: str) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    sys.exit(2)

@@ -10,6 +10,7 @@ the model's own beam-search translation (teacher forcing: one pass, no sampling)
 Legend: L target (query) length, S source length, N heads.
 """
 
+import logging
 import math
 import os
 import sys
@@ -27,6 +28,8 @@ from transformer_jax.layers import sinusoidal_table
 from transformer_jax.model import Transformer
 from transformer_jax.translation import restore
 from transformer_jax.translation.tokenizer import BOS_ID, EOS_ID, Tokenizer
+
+log = logging.getLogger(__name__)
 
 FLAGS = flags.FLAGS
 
@@ -75,8 +78,12 @@ def attention_maps(model: Transformer, params: Any, tokenizer: Tokenizer, source
     """
     source_ids = tokenizer.encode(source) + [EOS_ID]
     target_ids = [BOS_ID] + tokenizer.encode(target)
-    if len(source_ids) > model.config.max_len or len(target_ids) > model.config.max_len:
+    if len(source_ids) > model.config.max_len:
         raise ValueError(f"sentence longer than the model's max_len {model.config.max_len}")
+    if len(target_ids) > model.config.max_len:
+        # A degenerate translation can re-encode to more pieces than the model emitted.
+        log.warning("target cut to the model's max_len %d pieces", model.config.max_len)
+        target_ids = target_ids[: model.config.max_len]
     inputs = jnp.asarray([source_ids], jnp.int32)  # [1, S]
     decoder_inputs = jnp.asarray([target_ids], jnp.int32)  # [1, L]
     # Sowing is free unless 'intermediates' is mutable; no padding, so no row is masked out.

@@ -13,12 +13,12 @@ of the abstract state, so a run saved on 8 devices resumes on 2 or on a differen
 
 import json
 import logging
-import os
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
+from etils import epath
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,8 @@ class CheckpointMismatchError(ValueError):
 
 def make_manager(workdir: str, *, max_to_keep: int = 5, async_save: bool = True,
                  save_interval_steps: int = 1) -> ocp.CheckpointManager:
-    directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_SUBDIR))
+    # epath, not os.path: workdirs are often gs:// URLs, which abspath would mangle.
+    directory = epath.Path(workdir) / CHECKPOINT_SUBDIR
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save,
         save_interval_steps=save_interval_steps)
@@ -76,19 +77,22 @@ def restore_state(manager: ocp.CheckpointManager, step: int, abstract_state: Any
 
 def restore_params(directory: str, abstract_params: Any, step: int | None = None) -> Any:
     """Params only, from a workdir or checkpoint directory of another run (``init_from``)."""
-    if not os.path.isdir(directory):
+    directory = epath.Path(directory)
+    if not directory.is_dir():
         raise FileNotFoundError(f"init_from checkpoint {directory} does not exist; "
                                 "pass a workdir or its checkpoints/ folder")
-    if os.path.isdir(os.path.join(directory, CHECKPOINT_SUBDIR)):
-        directory = os.path.join(directory, CHECKPOINT_SUBDIR)
-    with ocp.CheckpointManager(directory, item_names=("state", "metadata")) as manager:
+    if (directory / CHECKPOINT_SUBDIR).is_dir():
+        directory = directory / CHECKPOINT_SUBDIR
+    options = ocp.CheckpointManagerOptions(read_only=True)  # never touch another run's files
+    with ocp.CheckpointManager(directory, options=options,
+                               item_names=("state", "metadata")) as manager:
         step = manager.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint found in {directory}")
-        return _restore_params_at(manager, step, abstract_params)
+        return restore_params_at(manager, step, abstract_params)
 
 
-def _restore_params_at(manager: ocp.CheckpointManager, step: int, abstract_params: Any) -> Any:
+def restore_params_at(manager: ocp.CheckpointManager, step: int, abstract_params: Any) -> Any:
     """Reads just the params subtree (the optimizer state stays on disk)."""
     restored = manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.PyTreeRestore(
@@ -107,7 +111,7 @@ def average_params(manager: ocp.CheckpointManager, steps: list[int], abstract_pa
         raise ValueError("no checkpoints to average")
     total = None
     for step in steps:
-        params = _restore_params_at(manager, step, abstract_params)
+        params = restore_params_at(manager, step, abstract_params)
         params = jax.tree_util.tree_map(lambda x: x.astype(jnp.float32), params)
         total = params if total is None else jax.tree_util.tree_map(jnp.add, total, params)
     log.info("averaged params of checkpoints %s", steps)

@@ -74,15 +74,6 @@ def select_steps(available: list[int], step: int | None, average_last: int,
     return candidates[-average_last:]
 
 
-def restore_params_at(manager: ocp.CheckpointManager, step: int, abstract: Any) -> Any:
-    """The params of one checkpoint through an already open (read-only) manager.
-
-    ``ckpt.restore_params`` would open a second, writable manager on the same folder, which
-    a concurrent training run may be writing to; the engine's private reader avoids that.
-    """
-    return ckpt._restore_params_at(manager, step, abstract)  # pylint: disable=protected-access
-
-
 def load_tokenizer(workdir: str, metadata: dict) -> Tokenizer:
     """The workdir's vocab.model, else the training config's ``data.vocab_path``."""
     path = os.path.join(workdir, VOCAB_FILE)
@@ -123,7 +114,7 @@ def load_workdir(workdir: str, step: int | None = None, average_last: int = 1,
         model = Transformer(TransformerConfig.from_dict(metadata["model"]))
         abstract = abstract_params(model, mesh)
         if len(steps) == 1:
-            params = restore_params_at(manager, steps[0], abstract)
+            params = ckpt.restore_params_at(manager, steps[0], abstract)
         else:
             params = ckpt.average_params(manager, steps, abstract)
     log.info("loaded %s at step(s) %s", workdir, steps)

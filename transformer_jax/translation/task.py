@@ -76,6 +76,10 @@ class TranslationTask(Task):
     def __init__(self, config: ml_collections.ConfigDict, workdir: str,
                  tokenizer: Tokenizer | None = None):
         self.config, self.data = config, config.data
+        if config.data.source == "files":
+            # Read eval/test files now: a typo should fail at start, not after training.
+            for which in {"eval", config.predict.bleu_split} - {""}:
+                raw_pairs(config.data, which)
         self.tokenizer = tokenizer or load_tokenizer(config.data, workdir)
         self.model_cfg = model_config(config, self.tokenizer.vocab_size)
         self.model = Transformer(self.model_cfg)
