@@ -67,12 +67,12 @@ MODEL = {"vocab_size": 44, "d_model": 32, "num_heads": 4, "d_ff": 37}
 
 
 def test_check_compatible_accepts_the_same_model():
-    ckpt.check_compatible({"task": "translation", "model": dict(MODEL)}, "translation", MODEL,
+    ckpt.check_compatible({"task": "translation", "compat": dict(MODEL)}, "translation", MODEL,
                           "workdir /w")
 
 
 def test_check_compatible_names_every_differing_field_on_one_line():
-    saved = {"task": "translation", "model": dict(MODEL, d_model=64, d_ff=128)}
+    saved = {"task": "translation", "compat": dict(MODEL, d_model=64, d_ff=128)}
     with pytest.raises(ckpt.CheckpointMismatchError) as error:
         ckpt.check_compatible(saved, "translation", MODEL, "workdir /w")
     message = str(error.value)
@@ -84,5 +84,5 @@ def test_check_compatible_names_every_differing_field_on_one_line():
 def test_check_compatible_refuses_another_task():
     with pytest.raises(ckpt.CheckpointMismatchError,
                        match="holds a 'bert_pretraining' checkpoint, not 'translation'"):
-        ckpt.check_compatible({"task": "bert_pretraining", "model": MODEL}, "translation", MODEL,
+        ckpt.check_compatible({"task": "bert_pretraining", "compat": MODEL}, "translation", MODEL,
                               "workdir /w")

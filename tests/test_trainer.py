@@ -475,6 +475,28 @@ def test_checkpoint_of_another_model_is_refused_untouched(corpus, preempted_work
     assert before  # the snapshot did see the checkpoint files
 
 
+def test_resume_may_change_dropout_but_not_the_vocabulary(corpus, preempted_workdir, tmp_path):
+    """Only what fixes the params' shapes and meaning must match: dropout may change on
+    resume, while another vocabulary of the same size is refused (init_from too)."""
+    workdir = str(tmp_path / "resume")
+    shutil.copytree(preempted_workdir, workdir)
+    config = make_config(corpus, "dp", **{"model.dropout_rate": 0.3})
+    trainer = Trainer(config, workdir, TranslationTask(config, workdir))
+    with jax.set_mesh(trainer.mesh):
+        assert int(trainer.restore_or_init().step) > 0
+    other = corpus.root / "other_vocab.model"
+    if not other.exists():
+        sentences = [side for line in word_pairs(160, seed=7) for side in line.split("\t")]
+        sentences = [s[::-1] for s in sentences]  # other pieces, same requested size
+        train_sentencepiece(sentences, str(other), vocab_size=60)
+    for name, extra in (("workdir", {}), ("init_from", {"init_from": preempted_workdir})):
+        target = workdir if name == "workdir" else str(tmp_path / "fresh")
+        config = make_config(corpus, "dp", **{"data.vocab_path": str(other)}, **extra)
+        task = TranslationTask(config, target)
+        with pytest.raises(ckpt.CheckpointMismatchError, match="vocab_sha256"):
+            Trainer(config, target, task).restore_or_init()
+
+
 def test_unknown_model_key_is_named(corpus, tmp_path):
     config = make_config(corpus, "dp")
     config.model.num_layerz = 3
@@ -513,13 +535,27 @@ def test_bad_training_files_fail_clearly(corpus, tmp_path):
     assert not os.path.exists(tmp_path / "workdir" / "vocab.model")
 
 
-def test_missing_eval_file_fails_after_saving_the_trained_steps(corpus, tmp_path):
+def test_missing_eval_file_fails_before_training(corpus, tmp_path):
+    """A typo in the eval path is reported at start, not after hours of training."""
     workdir = str(tmp_path / "workdir")
     missing = str(tmp_path / "dev.tsv")
-    config = make_config(corpus, "dp", num_train_steps=1, async_checkpoints=True,
-                         **{"data.eval_tsv": missing})
+    config = make_config(corpus, "dp", **{"data.eval_tsv": missing})
     with pytest.raises(FileNotFoundError, match=f"{missing} does not exist"):
-        run(config, workdir)
+        TranslationTask(config, workdir)
+    assert not os.path.exists(workdir)
+
+
+def test_failing_eval_comes_after_saving_the_trained_steps(corpus, tmp_path, monkeypatch):
+    workdir = str(tmp_path / "workdir")
+    config = make_config(corpus, "dp", num_train_steps=1, async_checkpoints=True)
+    task = TranslationTask(config, workdir)
+
+    def broken_eval(*args, **kwargs):
+        raise OSError("eval data went away")
+
+    monkeypatch.setattr(task, "eval_batches", broken_eval)
+    with pytest.raises(OSError, match="eval data went away"):
+        Trainer(config, workdir, task).run()
     # The work done is not lost to the eval error: saved first, and the (async) save was
     # finished before the error left the trainer.
     assert os.listdir(os.path.join(workdir, ckpt.CHECKPOINT_SUBDIR)) == ["1"]

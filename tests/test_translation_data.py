@@ -365,3 +365,11 @@ def test_eval_batches_reject_empty_or_infinite(tokenizer):
         pipeline.eval_batches(empty, tokenizer, **kwargs)
     with pytest.raises(ValueError, match="infinite"):
         pipeline.eval_batches(pairs_dataset(make_pairs(2)).repeat(), tokenizer, **kwargs)
+
+
+def test_train_batches_fail_fast_when_no_pair_fits(tokenizer):
+    """All pairs longer than the limits: a clear error instead of an endless wait."""
+    long_pairs = [(" ".join(["der Hund"] * 6), " ".join(["the dog"] * 6))] * 3
+    with pytest.raises(ValueError, match="no training pair fits max_source_length=3"):
+        pipeline.train_batches(pairs_dataset(long_pairs), tokenizer, batch_size_per_host=3,
+                               max_source_length=3, max_target_length=3, shuffle_seed=0)

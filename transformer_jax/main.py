@@ -27,13 +27,15 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     runtime.setup_host()
     # Imported after set-up so TensorFlow never claims an accelerator.
+    import tensorflow as tf
+
     from transformer_jax.engine import trainer
     from transformer_jax.translation.task import TranslationTask
 
     try:
         task = TranslationTask(FLAGS.config, FLAGS.workdir)
         results = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir, task)
-    except (FileNotFoundError, ValueError, FloatingPointError) as error:
+    except (FileNotFoundError, ValueError, FloatingPointError, tf.errors.OpError) as error:
         # Bad data, a workdir of another model, a NaN loss: one line, no traceback.
         sys.exit(f"error: {error}")
     logging.getLogger("transformer_jax").info("final: %s", ", ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))

@@ -52,14 +52,18 @@ def read_metadata(manager: ocp.CheckpointManager, step: int) -> dict:
     return restored["metadata"]
 
 
-def check_compatible(saved: dict, task_name: str, model_hparams: dict, where: str) -> None:
-    """Refuses a checkpoint of another task or another parameter shape, naming the field."""
+def check_compatible(saved: dict, task_name: str, compat: dict, where: str) -> None:
+    """Refuses a checkpoint of another task, parameter shape or vocabulary, naming fields.
+
+    ``compat`` is the task's ``compatibility_hparams()``; it is compared with the copy
+    saved in the checkpoint's metadata.
+    """
     if saved.get("task") != task_name:
         raise CheckpointMismatchError(
             f"{where} holds a '{saved.get('task')}' checkpoint, not '{task_name}'; "
             "use a new --workdir")
-    current = json.loads(json.dumps(model_hparams, default=str))
-    old = saved.get("model", {})
+    current = json.loads(json.dumps(compat, default=str))
+    old = saved.get("compat", {})
     diffs = [f"{k}: checkpoint {old.get(k)!r} vs config {v!r}"
              for k, v in current.items() if old.get(k) != v]
     if diffs:
@@ -75,8 +79,12 @@ def restore_state(manager: ocp.CheckpointManager, step: int, abstract_state: Any
     return restored["state"]
 
 
-def restore_params(directory: str, abstract_params: Any, step: int | None = None) -> Any:
-    """Params only, from a workdir or checkpoint directory of another run (``init_from``)."""
+def restore_params(directory: str, abstract_params: Any, step: int | None = None,
+                   expect: tuple[str, dict] | None = None) -> Any:
+    """Params only, from a workdir or checkpoint directory of another run (``init_from``).
+
+    ``expect``: (task name, compatibility hparams) the checkpoint must match.
+    """
     directory = epath.Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"init_from checkpoint {directory} does not exist; "
@@ -89,6 +97,8 @@ def restore_params(directory: str, abstract_params: Any, step: int | None = None
         step = manager.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint found in {directory}")
+        if expect is not None:
+            check_compatible(read_metadata(manager, step), *expect, f"init_from {directory}")
         return restore_params_at(manager, step, abstract_params)
 
 

@@ -13,8 +13,9 @@ Fields read from `config.optimizer`:
   grad_accum_steps average this many micro-batch gradients per update (1 = off)
 
 Steps: schedules are indexed by optimizer *updates* (optax's inner count, starting at 0),
-not by micro-batches, so with gradient accumulation `num_train_steps` and every step field
-above count updates.
+not by micro-batches: with gradient accumulation the `num_train_steps` passed here and the
+step fields above count updates. (The trainer's own `config.num_train_steps` counts
+micro-batches and passes ceil(num_train_steps / grad_accum_steps) here.)
 """
 from __future__ import annotations
 

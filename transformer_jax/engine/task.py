@@ -26,6 +26,14 @@ class Task(abc.ABC):
         """Hyperparameters that fix the parameter shapes; saved with every checkpoint and
         compared on restore so a workdir of another model is refused, not half-loaded."""
 
+    def compatibility_hparams(self) -> dict[str, Any]:
+        """What a checkpoint must match to be restored: parameter shapes and vocabulary.
+
+        Settings that leave the parameters' meaning intact (dropout, compute dtype) are
+        left out, so a run may resume with them changed.
+        """
+        return self.model_hparams()
+
     @property
     @abc.abstractmethod
     def model_dim(self) -> int:

@@ -70,6 +70,7 @@ class Trainer:
         self.rules = sharding_lib.logical_rules(config.sharding.preset)
         self.mesh = sharding_lib.make_mesh(config.sharding.preset, dict(config.sharding.mesh),
                                            devices=devices)
+        self._check_cadence()
         self._check_batch_sizes()
         self.tx, self.schedule = optim.create_optimizer(
             config.optimizer, d_model=task.model_dim, num_train_steps=self._num_updates())
@@ -98,6 +99,14 @@ class Trainer:
     def _num_updates(self) -> int:
         return math.ceil(self.config.num_train_steps / self.config.optimizer.grad_accum_steps)
 
+    def _check_cadence(self) -> None:
+        for name in ("num_train_steps", "log_every", "checkpoint_every"):
+            if self.config[name] <= 0:
+                raise ValueError(f"config.{name}={self.config[name]} must be positive")
+        if self.config.eval_every < 0:
+            raise ValueError(f"config.eval_every={self.config.eval_every}: use 0 (only at the "
+                             "end) or a positive number of steps")
+
     def _check_batch_sizes(self) -> None:
         for name in ("batch_size", "eval_batch_size"):
             size = self.config[name]
@@ -108,7 +117,8 @@ class Trainer:
                     f"{jax.process_count()} processes")
 
     def metadata(self, step: int) -> dict:
-        return {"task": self.task.name, "model": self.task.model_hparams(), "step": step,
+        return {"task": self.task.name, "model": self.task.model_hparams(),
+                "compat": self.task.compatibility_hparams(), "step": step,
                 "config": self.config.to_dict()}
 
     def restore_or_init(self) -> TrainState:
@@ -116,13 +126,15 @@ class Trainer:
         latest = self.manager.latest_step()
         if latest is not None:
             ckpt.check_compatible(ckpt.read_metadata(self.manager, latest), self.task.name,
-                                  self.task.model_hparams(), f"workdir {self.workdir}")
+                                  self.task.compatibility_hparams(), f"workdir {self.workdir}")
             log.info("resuming from checkpoint at step %d", latest)
             return ckpt.restore_state(self.manager, latest, self.abstract_state)
         state = state_lib.create_train_state(self.task, self.tx, self.init_batch, self.mesh,
                                              self.rules, self.config.seed, self.state_shardings)
         if self.config.init_from:
-            params = ckpt.restore_params(self.config.init_from, self.abstract_state.params)
+            params = ckpt.restore_params(
+                self.config.init_from, self.abstract_state.params,
+                expect=(self.task.name, self.task.compatibility_hparams()))
             log.info("initialised params from %s", self.config.init_from)
             state = state.replace(params=params)
         return state
@@ -142,7 +154,8 @@ class Trainer:
         ckpt.save(self.manager, step, state, self.metadata(step), force=True)
 
     def learning_rate(self, step: int) -> float:
-        return float(self.schedule(step // self.config.optimizer.grad_accum_steps))
+        """The rate the update that completed ``step`` used (optax counts from 0)."""
+        return float(self.schedule((step - 1) // self.config.optimizer.grad_accum_steps))
 
     def _finish_interval(self, pending: dict, step: int) -> dict[str, float]:
         """Host-side reduction of the interval's metrics; stops the run on NaN/inf."""
@@ -175,6 +188,10 @@ class Trainer:
     def _train_loop(self, state: TrainState, writer: metrics_lib.SummaryWriter) -> dict:
         cfg = self.config
         step = int(state.step)
+        if step >= cfg.num_train_steps:
+            log.info("workdir already at step %d of %d: evaluating only", step,
+                     cfg.num_train_steps)
+            return self.evaluate(state)
         data = self.task.train_batches(cfg.batch_size // jax.process_count(), step,
                                        jax.process_index(), jax.process_count())
         peak_flops = cfg.peak_tflops_per_device * 1e12 * jax.device_count()
@@ -186,10 +203,16 @@ class Trainer:
                 state, sharding_lib.global_batch(local, self.mesh))
             step += 1
             pending = metrics_lib.add_metrics(pending, step_metrics)
-            throughput.add_step(self.task.tokens_in_batch(local), self.task.flops_per_step(local))
+            # Every host sees its own slice: tokens of the global batch ~ local x hosts.
+            throughput.add_step(self.task.tokens_in_batch(local) * jax.process_count(),
+                                self.task.flops_per_step(local))
             results = self._after_step(state, step, pending, throughput, writer) or results
             if step % cfg.log_every == 0 or step % cfg.checkpoint_every == 0:
                 pending = None
+            if self.manager.reached_preemption(step):
+                # All hosts agree on this step (jax's preemption sync point, e.g. on TPU VMs).
+                log.warning("preemption notice at step %d: saving, then stopping", step)
+                break
         if pending is not None:
             self._finish_interval(pending, step)
         if self.manager.latest_step() != step:

@@ -213,6 +213,7 @@ def train_batches(
     tokenization of the skipped batches, so it costs time proportional to `start_batch`.
     """
     ds = pairs_ds.shard(process_count, process_index)
+    _check_some_pair_fits(ds, tokenizer, max_source_length, max_target_length)
     ds = ds.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
     ds = ds.repeat()
     ds = tokenize_pairs(ds, tokenizer, max_source_length, max_target_length, "drop")
@@ -223,6 +224,17 @@ def train_batches(
     ds = ds.batch(batch_size_per_host, drop_remainder=True)
     ds = ds.skip(start_batch).prefetch(tf.data.AUTOTUNE)
     return _deterministic(ds).as_numpy_iterator()
+
+
+def _check_some_pair_fits(ds: tf.data.Dataset, tokenizer: Tokenizer, max_source_length: int,
+                          max_target_length: int) -> None:
+    """Fails fast when the length filter drops every pair: the repeated stream would
+    otherwise wait forever for a first batch. Stops at the first pair that fits."""
+    fitting = tokenize_pairs(ds, tokenizer, max_source_length, max_target_length, "drop")
+    if not any(True for _ in fitting.take(1)):
+        raise ValueError(
+            f"no training pair fits max_source_length={max_source_length} and "
+            f"max_target_length={max_target_length} (EOS included): raise them in config.data")
 
 
 def eval_batches(

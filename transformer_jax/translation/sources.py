@@ -98,8 +98,15 @@ def _read_lines(path: str) -> list[str]:
         ) from None
     if not text.strip():
         raise ValueError(f"{path} is empty: it needs one sentence per line.")
-    # split("\n") rather than splitlines(): splitlines also breaks on U+2028 and friends,
-    # which can occur inside a sentence and would misalign the two sides.
+    return split_lines(text)
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines split on newlines only.
+
+    split("\n") rather than splitlines(): splitlines also breaks on U+2028 and friends,
+    which can occur inside a sentence and would misalign line-aligned files.
+    """
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()  # the final newline ends the last line, it does not start a new one

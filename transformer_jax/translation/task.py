@@ -1,11 +1,13 @@
 """Machine translation as a task of the shared engine.
 
 Loss: label-smoothed cross-entropy over non-padding target tokens (the paper uses
-epsilon_ls = 0.1). Eval: loss, token accuracy and perplexity on the eval split, plus
+epsilon_ls = 0.1). Eval: smoothed loss, nll (log-perplexity per target token) and token
+accuracy on the eval split, plus
 SacreBLEU of beam-search translations of the BLEU split.
 """
 
 import dataclasses
+import hashlib
 import logging
 import os
 from typing import Any
@@ -26,6 +28,10 @@ from transformer_jax.translation.tokenizer import Tokenizer, load_or_train_token
 BATCH_KEYS = ("inputs", "inputs_segment_ids", "inputs_positions", "decoder_inputs", "targets",
               "targets_segment_ids", "targets_positions")
 log = logging.getLogger(__name__)
+# TransformerConfig fields that fix parameter shapes or meaning (not dropout, dtype, max_len).
+SHAPE_FIELDS = ("vocab_size", "d_model", "num_heads", "head_dim", "d_ff", "num_encoder_layers",
+                "num_decoder_layers", "share_embeddings", "tie_output", "pre_layer_norm",
+                "activation", "attention_bias", "param_dtype")
 SPLIT_KEYS = {"train": "train_split", "eval": "eval_split", "test": "test_split"}
 
 
@@ -99,6 +105,12 @@ class TranslationTask(Task):
 
     def model_hparams(self) -> dict[str, Any]:
         return dataclasses.asdict(self.model_cfg)
+
+    def compatibility_hparams(self) -> dict[str, Any]:
+        shapes = {k: v for k, v in self.model_hparams().items() if k in SHAPE_FIELDS}
+        # Same size is not enough: another vocabulary would silently scramble embeddings.
+        proto = self.tokenizer.model_proto if self.tokenizer else b""
+        return dict(shapes, vocab_sha256=hashlib.sha256(proto).hexdigest())
 
     @property
     def model_dim(self) -> int:
