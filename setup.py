@@ -8,9 +8,9 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["transformer_jax*", "bert_jax*", "configs*"]),
     python_requires=">=3.11",
     install_requires=[
-        "jax>=0.5,<0.12",
-        "flax>=0.10,<0.14",
-        "optax>=0.2.4,<0.4",
+        "jax>=0.7.1,<0.12",
+        "flax>=0.11,<0.14",
+        "optax>=0.2.6,<0.4",
         "orbax-checkpoint>=0.11,<0.13",
         "ml-collections>=1.0,<2",
         "numpy>=1.26",
@@ -22,8 +22,12 @@ setuptools.setup(
         "sacrebleu>=2.4,<3",
         "matplotlib>=3.8,<4",
     ],
+    entry_points={"console_scripts": [
+        "transformer-train=transformer_jax.main:cli",
+        "transformer-bench=transformer_jax.bench:cli",
+    ]},
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5"],
+        "test": ["pytest>=8"],
         "gpu": ["jax[cuda12]"],
         "tpu": ["jax[tpu]"],
     },

@@ -132,3 +132,13 @@ def test_flag_overrides_apply_and_typos_fail():
     # ml_collections raises AttributeError ('Did you mean "batch_size"...') for a typo.
     with pytest.raises((AttributeError, flags.Error), match="batch_sise"):
         parse_config_flag(path, "--config.batch_sise=24")
+
+
+def test_head_dim_defaults_to_none_and_can_be_overridden():
+    """head_dim is a typed placeholder: None (= d_model // heads) unless set by flag."""
+    from transformer_jax.translation.task import model_config
+
+    path = os.path.join(REPO, "configs/transformer_wmt.py:size=base")
+    assert model_config(parse_config_flag(path), 100).qkv_dim == 64
+    overridden = parse_config_flag(path, "--config.model.head_dim=80")
+    assert model_config(overridden, 100).qkv_dim == 80

@@ -173,6 +173,11 @@ def main(argv):
            FLAGS.steps, FLAGS.warmup, FLAGS.peak_size)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Entry point of the `transformer-bench` command (and of `python -m`)."""
     flags.mark_flags_as_required(["config"])
     app.run(main, flags_parser=runtime.parse_flags)
+
+
+if __name__ == "__main__":
+    cli()

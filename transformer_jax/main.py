@@ -41,5 +41,10 @@ def main(argv):
     logging.getLogger("transformer_jax").info("final: %s", ", ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Entry point of the `transformer-train` command (and of `python -m`)."""
     app.run(main, flags_parser=runtime.parse_flags)
+
+
+if __name__ == "__main__":
+    cli()
