@@ -497,6 +497,19 @@ def test_resume_may_change_dropout_but_not_the_vocabulary(corpus, preempted_work
             Trainer(config, target, task).restore_or_init()
 
 
+def test_training_makes_no_implicit_host_to_device_copies(corpus, tmp_path):
+    """Init, steps, eval, BLEU decoding and checkpoints under jax.transfer_guard('disallow'):
+    every batch reaches the devices through an explicit, sharded placement."""
+    config = make_config(corpus, "fsdp", num_train_steps=2, checkpoint_every=1,
+                         **{"predict.bleu_split": "eval", "predict.num_bleu_examples": 3,
+                            "predict.max_decode_len": 16})
+    workdir = str(tmp_path / "guarded")
+    task = TranslationTask(config, workdir)
+    with jax.transfer_guard("disallow"):
+        results = Trainer(config, workdir, task).run()
+    assert {"eval/nll", "eval/bleu"} <= set(results)
+
+
 def test_unknown_model_key_is_named(corpus, tmp_path):
     config = make_config(corpus, "dp")
     config.model.num_layerz = 3

@@ -42,7 +42,8 @@ def state_shardings(task: Task, tx: optax.GradientTransformation, batch: Batch, 
                     rules: sharding_lib.LogicalRules) -> tuple[TrainState, TrainState]:
     """(abstract unboxed state, its NamedShardings) without allocating anything."""
     with nn.logical_axis_rules(rules):
-        abstract_boxed = jax.eval_shape(_boxed_init_fn(task, tx, batch), jax.random.key(0))
+        boxed_init = _boxed_init_fn(task, tx, batch)
+        abstract_boxed = jax.eval_shape(lambda: boxed_init(jax.random.key(0)))
     shardings = sharding_lib.logical_to_shardings(abstract_boxed, mesh, rules)
     abstract = nn.meta.unbox(abstract_boxed)
     abstract = jax.tree_util.tree_map(
@@ -56,11 +57,12 @@ def create_train_state(task: Task, tx: optax.GradientTransformation, batch: Batc
     """A freshly initialised state, each array created directly with its sharding."""
     boxed_init = _boxed_init_fn(task, tx, batch)
 
-    def init(rng):
-        return nn.meta.unbox(boxed_init(rng))
+    def init():
+        # The key is made inside jit: no host-to-device copy, not even of the seed.
+        return nn.meta.unbox(boxed_init(jax.random.key(seed)))
 
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        return jax.jit(init, out_shardings=shardings)(jax.random.key(seed))
+        return jax.jit(init, out_shardings=shardings)()
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -155,7 +155,9 @@ class Trainer:
 
     def learning_rate(self, step: int) -> float:
         """The rate the update that completed ``step`` used (optax counts from 0)."""
-        return float(self.schedule((step - 1) // self.config.optimizer.grad_accum_steps))
+        # Evaluated eagerly for the log line: a deliberate, scalar host->device copy.
+        with jax.transfer_guard("allow"):
+            return float(self.schedule((step - 1) // self.config.optimizer.grad_accum_steps))
 
     def _finish_interval(self, pending: dict, step: int) -> dict[str, float]:
         """Host-side reduction of the interval's metrics; stops the run on NaN/inf."""
