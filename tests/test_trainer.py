@@ -510,6 +510,17 @@ def test_training_makes_no_implicit_host_to_device_copies(corpus, tmp_path):
     assert {"eval/nll", "eval/bleu"} <= set(results)
 
 
+def test_workdir_with_checkpoints_but_no_vocab_is_refused(corpus, preempted_workdir, tmp_path):
+    """Training a fresh vocab next to old checkpoints would scramble their token ids."""
+    workdir = str(tmp_path / "lost_vocab")
+    shutil.copytree(preempted_workdir, workdir)
+    assert not os.path.exists(os.path.join(workdir, "vocab.model"))
+    config = make_config(corpus, "dp", **{"data.vocab_path": ""})
+    with pytest.raises(FileNotFoundError, match="has checkpoints but no vocab.model"):
+        TranslationTask(config, workdir)
+    assert not os.path.exists(os.path.join(workdir, "vocab.model"))
+
+
 def test_unknown_model_key_is_named(corpus, tmp_path):
     config = make_config(corpus, "dp")
     config.model.num_layerz = 3

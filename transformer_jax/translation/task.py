@@ -66,6 +66,13 @@ def load_tokenizer(data: ml_collections.ConfigDict, workdir: str) -> Tokenizer:
     path = data.vocab_path or os.path.join(workdir, "vocab.model")
     if data.vocab_path:
         return Tokenizer.from_file(path)
+    checkpoints = os.path.join(workdir, "checkpoints")
+    if not tf.io.gfile.exists(path) and tf.io.gfile.exists(checkpoints) and (
+            tf.io.gfile.listdir(checkpoints)):
+        # A fresh vocab would not match the checkpoint's ids; never write one beside it.
+        raise FileNotFoundError(
+            f"workdir {workdir} has checkpoints but no vocab.model: put the run's vocab back "
+            "(or set data.vocab_path to it), or use a new --workdir")
     tf.io.gfile.makedirs(workdir)
     return load_or_train_tokenizer(path, lambda: _sentences_for_vocab(data), data.vocab_size)
 
