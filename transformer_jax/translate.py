@@ -109,22 +109,27 @@ def translate(workdir: str, input_file: str | None = None, output_file: str | No
     return bleu(hypotheses, reference_file)  # logged to stderr with sacrebleu's details
 
 
+def define_workdir_flags() -> None:
+    """--workdir, --checkpoint_step and --beam_size, shared with visualize."""
+    flags.DEFINE_string("workdir", None, "Trained workdir (checkpoints/ and vocab.model).")
+    flags.DEFINE_integer("checkpoint_step", None, "Checkpoint step to use; default the latest.")
+    flags.DEFINE_integer("beam_size", 4, "Beam width (the paper: 4).", lower_bound=1)
+    flags.mark_flag_as_required("workdir")
+
+
 def define_flags() -> None:
     """CLI flags, defined only when run as a program: importing this module (visualize
     imports translate) must not register a second --workdir."""
-    flags.DEFINE_string("workdir", None, "Trained workdir (checkpoints/ and vocab.model).")
+    define_workdir_flags()
     flags.DEFINE_string("input_file", None, "Sentences to translate, one a line; default stdin.")
     flags.DEFINE_string("output_file", None, "Where translations go; default stdout.")
     flags.DEFINE_string("reference_file", None, "Reference translations: report SacreBLEU.")
-    flags.DEFINE_integer("checkpoint_step", None, "Checkpoint step to use; default the latest.")
     flags.DEFINE_integer("average_last", 1, "Average the params of the last N checkpoints.",
                          lower_bound=1)
-    flags.DEFINE_integer("beam_size", 4, "Beam width (the paper: 4).", lower_bound=1)
     flags.DEFINE_float("alpha", 0.6, "Length penalty exponent (the paper: 0.6).", lower_bound=0)
     flags.DEFINE_integer("batch_size", 32, "Sentences per beam-search batch.", lower_bound=1)
     flags.DEFINE_integer("extra_length", 50, "Outputs may be this much longer than inputs.",
                          lower_bound=1)
-    flags.mark_flag_as_required("workdir")
 
 
 def main(argv):

@@ -183,16 +183,12 @@ def visualize(workdir: str, sentence: str, output_dir: str | None = None,
 
 
 def define_flags() -> None:
-    """CLI flags, defined only when run as a program: importing this module (visualize
-    imports translate) must not register a second --workdir."""
-    flags.DEFINE_string("workdir", None, "Trained workdir (checkpoints/ and vocab.model).")
+    """CLI flags, defined only when run as a program (like translate's)."""
+    translate.define_workdir_flags()
     flags.DEFINE_string("sentence", None, "Source sentence to visualise.")
     flags.DEFINE_string("target", None, "Target to teacher-force; default: the model's own.")
     flags.DEFINE_string("output_dir", None, "Where PNGs go; default <workdir>/visualize.")
-    flags.DEFINE_integer("beam_size", 4, "Beam width for the model's own translation.",
-                         lower_bound=1)
-    flags.DEFINE_integer("checkpoint_step", None, "Checkpoint step to use; default the latest.")
-    flags.mark_flags_as_required(["workdir", "sentence"])
+    flags.mark_flag_as_required("sentence")
 
 
 def main(argv):
