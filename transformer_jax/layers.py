@@ -67,9 +67,10 @@ class Embed(nn.Module):
     scale_by_sqrt_dim: bool = True
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    embedding_init: Callable | None = None  # None: N(0, d^-1/2); BERT passes its own
 
     def setup(self):
-        init = nn.initializers.normal(stddev=self.features**-0.5)
+        init = self.embedding_init or nn.initializers.normal(stddev=self.features**-0.5)
         self.embedding = self.param(
             "embedding", logical(init, ("vocab", "embed")),
             (self.num_embeddings, self.features), self.param_dtype)
