@@ -15,16 +15,14 @@ either, and imported checkpoints overwrite all of them.
 """
 
 import dataclasses
-from typing import Any, Mapping
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from transformer_jax import attention
 from transformer_jax.layers import Array, Embed, constrain, layer_norm, logical
-from transformer_jax.model import ACT_AXES, EncoderStack, TransformerConfig
+from transformer_jax.model import ACT_AXES, EncoderStack, HyperParams, TransformerConfig
 
-_DTYPES = ("float32", "bfloat16", "float16")
 
 # The released sizes (google-research/bert README): L layers / H hidden / A heads, with the
 # feed-forward width 4H and the uncased English WordPiece vocabulary of 30522 tokens.
@@ -43,8 +41,10 @@ BERT_SIZES: dict[str, dict[str, int]] = {
 
 
 @dataclasses.dataclass(frozen=True)
-class BertConfig:
+class BertConfig(HyperParams):
     """Hyperparameters of BERT (defaults: BERT-base)."""
+
+    _kind = "BERT"  # not a field: no annotation
 
     vocab_size: int = 30522                # WordPiece vocabulary V
     hidden_size: int = 768                 # model width D
@@ -66,18 +66,7 @@ class BertConfig:
                              f"num_heads={self.num_heads}")
         if self.num_layers < 0:
             raise ValueError(f"num_layers={self.num_layers} must be >= 0")
-        for field in ("dtype", "param_dtype"):
-            if getattr(self, field) not in _DTYPES:
-                raise ValueError(f"{field}={getattr(self, field)!r}; use one of {list(_DTYPES)}")
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "BertConfig":
-        """Builds a config, failing on keys that are not hyperparameters (typos)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown BERT config keys {unknown}; valid keys: {sorted(known)}")
-        return cls(**dict(values))
+        self._check_dtypes()
 
     @classmethod
     def from_size(cls, size: str, **overrides) -> "BertConfig":
@@ -85,14 +74,6 @@ class BertConfig:
         if size not in BERT_SIZES:
             raise ValueError(f"unknown BERT size {size!r}; choose one of {list(BERT_SIZES)}")
         return cls.from_dict({**BERT_SIZES[size], **overrides})
-
-    @property
-    def compute_dtype(self):
-        return jnp.dtype(self.dtype)
-
-    @property
-    def storage_dtype(self):
-        return jnp.dtype(self.param_dtype)
 
     def to_transformer_config(self) -> TransformerConfig:
         """The encoder stack's hyperparameters: post-LN, exact GELU, biased projections."""

@@ -23,8 +23,38 @@ ACT_AXES = ("act_batch", "act_length", "act_embed")
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
+class HyperParams:
+    """Shared behaviour of the frozen hyperparameter dataclasses (Transformer, BERT):
+    dtype names checked, resolved dtypes, and a from_dict that refuses typos."""
+
+    _kind = "model"  # names the config in error messages
+
+    def _check_dtypes(self) -> None:
+        for field in ("dtype", "param_dtype"):
+            if getattr(self, field) not in _DTYPES:
+                raise ValueError(f"{field}={getattr(self, field)!r}; use one of {list(_DTYPES)}")
+
+    @property
+    def compute_dtype(self):
+        return _DTYPES[self.dtype]
+
+    @property
+    def storage_dtype(self):
+        return _DTYPES[self.param_dtype]
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]):
+        """Builds a config, failing on keys that are not hyperparameters (typos)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls._kind} config keys {unknown}; "
+                             f"valid keys: {sorted(known)}")
+        return cls(**dict(values))
+
+
 @dataclasses.dataclass(frozen=True)
-class TransformerConfig:
+class TransformerConfig(HyperParams):
     """Hyperparameters of the Transformer (defaults: the paper's base model)."""
 
     vocab_size: int = 32000            # shared source/target vocabulary size
@@ -50,31 +80,11 @@ class TransformerConfig:
         if self.head_dim is None and self.d_model % self.num_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by num_heads="
                              f"{self.num_heads}; set head_dim explicitly")
-        for field in ("dtype", "param_dtype"):
-            if getattr(self, field) not in _DTYPES:
-                raise ValueError(f"{field}={getattr(self, field)!r}; use one of {list(_DTYPES)}")
+        self._check_dtypes()
 
     @property
     def qkv_dim(self) -> int:
         return self.head_dim or self.d_model // self.num_heads
-
-    @property
-    def compute_dtype(self):
-        return _DTYPES[self.dtype]
-
-    @property
-    def storage_dtype(self):
-        return _DTYPES[self.param_dtype]
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "TransformerConfig":
-        """Builds a config, failing on keys that are not hyperparameters (typos)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown model config keys {unknown}; valid keys: {sorted(known)}")
-        return cls(**dict(values))
-
 
 class SubLayer(nn.Module):
     """Residual + LayerNorm around one sub-layer, post-LN (paper) or pre-LN.
