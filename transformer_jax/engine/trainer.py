@@ -209,17 +209,23 @@ class Trainer:
             throughput.add_step(self.task.tokens_in_batch(local) * jax.process_count(),
                                 self.task.flops_per_step(local))
             results = self._after_step(state, step, pending, throughput, writer) or results
-            if step % cfg.log_every == 0 or step % cfg.checkpoint_every == 0:
+            if self._interval_ends(step):  # _after_step consumed the interval's metrics
                 pending = None
             if self.manager.reached_preemption(step):
                 # All hosts agree on this step (jax's preemption sync point, e.g. on TPU VMs).
                 log.warning("preemption notice at step %d: saving, then stopping", step)
                 break
-        if pending is not None:
+        if pending is not None:  # stopped mid-interval (preemption): NaN check before saving
             self._finish_interval(pending, step)
         if self.manager.latest_step() != step:
             self.save(state, step)
         return results
+
+    def _interval_ends(self, step: int) -> bool:
+        """Steps at which metrics are reduced on the host: logs and saves (and the last)."""
+        cfg = self.config
+        return (step % cfg.log_every == 0 or step % cfg.checkpoint_every == 0
+                or step == cfg.num_train_steps)
 
     def _after_step(self, state, step, pending, throughput, writer) -> dict | None:
         cfg = self.config
@@ -228,7 +234,7 @@ class Trainer:
         save_now = step % cfg.checkpoint_every == 0 or is_last
         eval_now = (cfg.eval_every and step % cfg.eval_every == 0) or is_last
         results = None
-        if log_now or save_now:
+        if self._interval_ends(step):
             jax.block_until_ready(state.step)
             values = self._finish_interval(pending, step)  # raises before any save on NaN
             values.update(throughput.measure(step))
