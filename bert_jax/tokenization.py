@@ -40,6 +40,8 @@ from typing import Iterable, Mapping, Sequence
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from transformer_jax import textfiles
+
 log = logging.getLogger(__name__)
 
 __all__ = ["BasicTokenizer", "WordpieceTokenizer", "FullTokenizer", "SPECIAL_TOKENS", "load_vocab"]
@@ -201,24 +203,11 @@ def load_vocab(path: str, required: Sequence[str] = SPECIAL_TOKENS) -> list[str]
     Lines are stripped and a blank line still takes an id, as in the reference `load_vocab`;
     a leading byte-order mark is ignored (Windows editors add one, and it would hide [PAD]).
     """
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"vocab file {path} does not exist: pass the vocab.txt of a BERT "
-                                "checkpoint, or make one with train_vocab() and write_vocab().")
     if tf.io.gfile.isdir(path):
         raise ValueError(f"vocab file {path} is a directory: pass the vocab.txt inside it.")
-    with tf.io.gfile.GFile(path, "rb") as f:
-        data = f.read()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise ValueError(f"vocab file {path} is not UTF-8 (bad byte at offset {e.start}, line "
-                         f"{line}): re-save it as UTF-8.") from None
-    lines = text.removeprefix("\ufeff").split("\n")
     # Only "\n" ends a line (like the reference's readline); str.splitlines would also split
     # on U+2028, \x1c etc. and shift every later id.
-    if lines[-1] == "":
-        lines.pop()
+    lines = textfiles.split_lines(textfiles.read_utf8(path, "vocab file"))
     tokens = [line.strip() for line in lines]
     if not tokens:
         raise ValueError(f"vocab file {path} is empty: it needs one token per line.")

@@ -230,7 +230,7 @@ def test_load_vocab_errors(tmp_path):
         load_vocab(str(tmp_path))
     bad = tmp_path / "latin1.txt"
     bad.write_bytes("[PAD]\n[UNK]\ncaf\u00e9\n".encode("latin-1"))
-    with pytest.raises(ValueError, match=r"not UTF-8 \(bad byte at offset 15, line 3\)"):
+    with pytest.raises(ValueError, match=r"not valid UTF-8 \(bad byte at offset 15, line 3\)"):
         load_vocab(str(bad))
     with pytest.raises(ValueError, match=r"lacks the special tokens \[CLS\] \[MASK\]: add"):
         load_vocab(_vocab_file(tmp_path, ["[PAD]", "[UNK]", "[SEP]", "a"]))

@@ -162,7 +162,7 @@ def test_local_file_errors(tmp_path):
         sources.tsv_pairs(write(tmp_path / "bad.tsv", b"a\tb\nno tab\n"))
     with pytest.raises(ValueError, match="line 1 has 2 tabs"):
         sources.tsv_pairs(write(tmp_path / "two.tsv", b"a\tb\tc\n"))
-    with pytest.raises(ValueError, match="latin1.txt is not valid UTF-8 at byte offset 6"):
+    with pytest.raises(ValueError, match=r"latin1.txt is not valid UTF-8 \(bad byte at offset 6"):
         sources.tsv_pairs(write(tmp_path / "latin1.txt", "a\tb\nGr\xfc\xdfe".encode("latin-1")))
 
 

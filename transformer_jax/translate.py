@@ -17,7 +17,7 @@ import tensorflow as tf
 from absl import app, flags
 from jax.sharding import Mesh
 
-from transformer_jax import runtime
+from transformer_jax import runtime, textfiles
 from transformer_jax.engine import sharding as sharding_lib
 from transformer_jax.model import Transformer
 from transformer_jax.translation import predict, restore, sources
@@ -31,12 +31,12 @@ FLAGS = flags.FLAGS
 def read_lines(path: str | None, what: str = "input file") -> list[str]:
     """The lines of a UTF-8 file (or of stdin when ``path`` is None), without newlines."""
     if path is None:
-        return sources.split_lines(sys.stdin.read())
+        return textfiles.split_lines(sys.stdin.read())
     # gfile, not open(): paths may be gs://
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"{what} {path} does not exist")
     with tf.io.gfile.GFile(path, "r") as f:
-        return sources.split_lines(f.read())
+        return textfiles.split_lines(f.read())
 
 
 def write_lines(path: str | None, lines: Sequence[str]) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from transformer_jax import textfiles
+
 SOURCE = "source"
 TARGET = "target"
 
@@ -86,31 +88,10 @@ def demo_pairs(split: str) -> tf.data.Dataset:
 
 def _read_lines(path: str) -> list[str]:
     """All lines of a UTF-8 text file, checked up front so errors name the file."""
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"parallel text file {path} does not exist: check the path.")
-    with tf.io.gfile.GFile(path, "rb") as f:
-        raw = f.read()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ValueError(
-            f"{path} is not valid UTF-8 at byte offset {error.start}: re-encode it as UTF-8."
-        ) from None
+    text = textfiles.read_utf8(path, "parallel text file")
     if not text.strip():
         raise ValueError(f"{path} is empty: it needs one sentence per line.")
-    return split_lines(text)
-
-
-def split_lines(text: str) -> list[str]:
-    """Lines split on newlines only.
-
-    split("\n") rather than splitlines(): splitlines also breaks on U+2028 and friends,
-    which can occur inside a sentence and would misalign line-aligned files.
-    """
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()  # the final newline ends the last line, it does not start a new one
-    return [line.removesuffix("\r") for line in lines]
+    return textfiles.split_lines(text)
 
 
 def _pairs_dataset(sources: list[str], targets: list[str]) -> tf.data.Dataset:
