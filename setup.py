@@ -21,6 +21,7 @@ setuptools.setup(
         "sentencepiece>=0.2,<0.3",
         "sacrebleu>=2.4,<3",
         "matplotlib>=3.8,<4",
+        "safetensors>=0.4,<1",
     ],
     entry_points={"console_scripts": [
         "transformer-train=transformer_jax.main:cli",
