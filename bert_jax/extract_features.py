@@ -32,7 +32,7 @@ from absl import app, flags
 from bert_jax import interop
 from bert_jax.model import BertConfig, BertEncoder
 from bert_jax.tokenization import FullTokenizer
-from transformer_jax import runtime
+from transformer_jax import runtime, textfiles
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +53,8 @@ class InputFeatures:
 
 def read_examples(path: str) -> list[tuple[str, str | None]]:
     """(text_a, text_b or None) per line; every line counts, a blank one too (as original)."""
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"input file {path} does not exist")
-    with tf.io.gfile.GFile(path, "rb") as f:
-        lines = f.read().decode("utf-8", "ignore").split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the newline that ends the last line starts no new one
     examples = []
-    for line in lines:
+    for line in textfiles.split_lines(textfiles.read_utf8(path, "input file")):
         line = line.strip()
         match = _PAIR.match(line)
         examples.append((match.group(1), match.group(2)) if match else (line, None))
