@@ -23,6 +23,7 @@ import bert_fixtures as fx
 import bert_numpy_reference as ref
 from bert_jax.heads import BertForPreTraining
 from bert_jax.interop import Pretrained, export_hf, layout, load_pretrained, restore_into
+from bert_jax.interop.torch_weights import _rebuild_tensor_v2, _Storage
 from bert_jax.model import BertConfig, BertEncoder
 from transformer_jax.engine import checkpoint as ckpt
 
@@ -221,8 +222,6 @@ def test_malicious_pytorch_bin_is_refused(tmp_path):
 
 
 def test_out_of_bounds_tensor_view_is_refused():
-    from bert_jax.interop.torch_weights import _rebuild_tensor_v2, _Storage
-
     storage = _Storage(np.arange(6, dtype=np.float32))
     np.testing.assert_array_equal(_rebuild_tensor_v2(storage, 0, (3, 2), (1, 3)),
                                   np.arange(6, dtype=np.float32).reshape(2, 3).T)

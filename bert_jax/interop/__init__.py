@@ -6,6 +6,16 @@
   export_hf("out_dir", pretrained.config, pretrained.params, pretrained.vocab_file)
 
 ``python -m bert_jax.convert`` wraps the last line for the command line.
+
+Initialising a sharded train state (params are never materialised on one device): restore
+into the *abstract* params, then place each array straight into its sharding and take the
+fresh init only where the checkpoint has nothing (task heads, a BertModel file's MLM/NSP):
+
+  restored, missing = restore_into(pretrained, abstract_state.params)  # numpy | ShapeDtypeStruct
+  params = jax.tree.map(
+      lambda r, fresh, s: fresh if isinstance(r, jax.ShapeDtypeStruct)
+      else jax.make_array_from_callback(r.shape, s, lambda index: r[index]),
+      restored, fresh_state.params, shardings.params)
 """
 
 from bert_jax.interop.hf import export_hf
