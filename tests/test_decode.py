@@ -1,6 +1,5 @@
 """Greedy and beam search against fake, deterministic models and brute-force enumeration."""
 import functools
-import itertools
 
 import jax
 import jax.numpy as jnp

@@ -10,7 +10,6 @@ averaging are compared with. Per-step losses are read back from the TensorBoard 
 the trainer writes (``log_every=1``), the same numbers a user sees.
 """
 import contextlib
-import glob
 import logging
 import os
 import shutil
@@ -22,7 +21,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from configs import transformer_demo
 from transformer_jax.engine import checkpoint as ckpt
@@ -30,6 +28,10 @@ from transformer_jax.engine import sharding as sharding_lib
 from transformer_jax.engine.trainer import NonFiniteLossError, Trainer
 from transformer_jax.translation.task import TranslationTask
 from transformer_jax.translation.tokenizer import train_sentencepiece
+
+import run_helpers
+from run_helpers import (Preempted, assert_trees_equal, checkpoint_steps, event_files, host,
+                         losses, preempt_after, scalars)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 6
@@ -119,26 +121,6 @@ def make_config(corpus, preset: str = "dp", **overrides):
     return c
 
 
-def event_files(workdir: str) -> set[str]:
-    return set(glob.glob(os.path.join(workdir, "events.out.tfevents.*")))
-
-
-def scalars(workdir: str, tag: str, files=None) -> dict[int, float]:
-    """{step: value} of one scalar in the TensorBoard event files (default: all) of ``workdir``."""
-    values = {}
-    for path in sorted(event_files(workdir) if files is None else files):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                if value.tag == tag:
-                    values[event.step] = float(tf.make_ndarray(value.tensor))
-    return values
-
-
-def losses(workdir: str) -> list[float]:
-    by_step = scalars(workdir, "train/loss")
-    return [by_step[s] for s in sorted(by_step)]
-
-
 def leaf(tree, path):
     for key in path:
         tree = tree[key]
@@ -150,22 +132,9 @@ def full_spec(sharding, ndim: int) -> tuple:
     return spec + (None,) * (ndim - len(spec))
 
 
-def host(tree):
-    return jax.tree_util.tree_map(np.asarray, jax.device_get(tree))
-
-
 def saved_params(workdir: str, trainer: Trainer, step: int | None = None):
     """The params of a checkpoint of ``workdir`` as numpy, read onto ``trainer``'s mesh."""
     return host(ckpt.restore_params(workdir, trainer.abstract_state.params, step=step))
-
-
-def assert_trees_equal(a, b):
-    jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
-
-
-def checkpoint_steps(workdir: str) -> list[int]:
-    directory = os.path.join(workdir, ckpt.CHECKPOINT_SUBDIR)
-    return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
 
 
 @contextlib.contextmanager
@@ -189,43 +158,12 @@ def run(config, workdir, devices=None, task=None) -> Trainer:
     return trainer
 
 
-class Preempted(Exception):
-    """Stands in for the job being killed after some steps."""
-
-
-def preempt_after(task: TranslationTask, num_batches: int) -> TranslationTask:
-    """The task's training data stops with ``Preempted`` after ``num_batches`` batches."""
-    original = task.train_batches
-
-    def train_batches(*args, **kwargs):
-        batches = original(*args, **kwargs)
-        for _ in range(num_batches):
-            yield next(batches)
-        raise Preempted(f"preempted after {num_batches} batches")
-
-    task.train_batches = train_batches
-    return task
-
-
 # ----------------------------------------------------------------------------- shared runs
 
 
 @pytest.fixture(scope="module", autouse=True)
 def compilation_cache(tmp_path_factory):
-    """A persistent XLA cache for this module only: Trainers of the same preset and model
-    lower to the same HLO, so later runs load the executable instead of compiling it again
-    (about 4x faster on CPU). Semantics are unchanged; the old settings come back after."""
-    from jax.experimental.compilation_cache import compilation_cache as cache
-    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-             "jax_persistent_cache_min_entry_size_bytes")
-    saved = {name: getattr(jax.config, name) for name in names}
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla_cache")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    cache.reset_cache()
-    yield
-    for name, value in saved.items():
-        jax.config.update(name, value)
-    cache.reset_cache()
+    yield from run_helpers.persistent_compilation_cache(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

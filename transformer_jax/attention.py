@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from transformer_jax.layers import Array, Dtype, constrain, default_kernel_init, logical
+from transformer_jax.layers import Array, Dtype, constrain, logical
 
 
 def padding_mask(query_tokens: Array, key_tokens: Array, pad_id: int = 0) -> Array:

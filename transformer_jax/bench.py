@@ -10,7 +10,6 @@ fp32 accumulation), so the ratio says how close the whole step gets to what this
 matmul units actually deliver.
 """
 
-import functools
 import statistics
 import time
 from typing import Any, Callable

@@ -6,21 +6,25 @@ import sys
 from absl import logging as absl_logging
 
 
-def setup_host() -> None:
-    """Keeps TensorFlow (the input pipeline) off accelerators and makes logs readable."""
+def setup_host(loggers: tuple[str, ...] = ("transformer_jax",)) -> None:
+    """Keeps TensorFlow (the input pipeline) off accelerators and makes logs readable.
+
+    ``loggers``: the packages whose INFO logs reach the console (the engine's always do).
+    """
     import tensorflow as tf
 
     # TensorFlow would otherwise grab all GPU memory that JAX needs.
     tf.config.set_visible_devices([], "GPU")
     # Orbax, TF and JAX log a lot through absl at INFO; only their warnings reach the console.
     absl_logging.set_verbosity(absl_logging.WARNING)
-    ours = logging.getLogger("transformer_jax")
-    if not ours.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-        ours.addHandler(handler)
-    ours.setLevel(logging.INFO)
-    ours.propagate = False
+    for name in dict.fromkeys(("transformer_jax", *loggers)):
+        ours = logging.getLogger(name)
+        if not ours.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+            ours.addHandler(handler)
+        ours.setLevel(logging.INFO)
+        ours.propagate = False
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -40,7 +44,7 @@ def parse_flags(argv: list[str]) -> list[str]:
         _exit(f"unknown config field {str(error).strip(chr(34))} among {overrides}; "
               "override only fields that exist in the config file")
     except (flags.Error, TypeError, ValueError) as error:
-        _exit(f"{_last_line(error)} (see --helpshort)")
+        _exit(f"{last_line(error)} (see --helpshort)")
 
 
 def _check_config_loaded(flag_values) -> None:
@@ -50,10 +54,10 @@ def _check_config_loaded(flag_values) -> None:
     try:
         flag_values["config"].value.keys()
     except Exception as error:  # whatever the config file raised while loading
-        _exit(f"cannot load --config: {_last_line(error)}")
+        _exit(f"cannot load --config: {last_line(error)}")
 
 
-def _last_line(error: BaseException) -> str:
+def last_line(error: BaseException) -> str:
     """The line that names the problem; config errors carry a whole traceback before it."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[-1] if lines else repr(error)

@@ -20,7 +20,7 @@ from jax.sharding import Mesh
 from transformer_jax import runtime, textfiles
 from transformer_jax.engine import sharding as sharding_lib
 from transformer_jax.model import Transformer
-from transformer_jax.translation import predict, restore, sources
+from transformer_jax.translation import predict, restore
 from transformer_jax.translation.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)

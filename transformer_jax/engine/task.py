@@ -74,6 +74,12 @@ class Task(abc.ABC):
         """Model FLOPs (forward + backward) of one training step; 0 if unknown."""
         return 0.0
 
+    def initial_params(self, params: Any) -> Any | None:
+        """Pretrained params to start a fresh run from (e.g. an imported BERT checkpoint),
+        or None to keep ``params``, the fresh initialisation (sharded; leaves that a
+        checkpoint lacks, such as a new head, keep their fresh values)."""
+        return None
+
     def evaluate_extra(self, params: Any, step: int, mesh: Any) -> dict[str, float]:
         """Task metrics that need more than a forward pass (e.g. BLEU after beam search)."""
         return {}

@@ -122,7 +122,8 @@ class Trainer:
                 "config": self.config.to_dict()}
 
     def restore_or_init(self) -> TrainState:
-        """Latest checkpoint in the workdir, else ``init_from`` params, else fresh."""
+        """Latest checkpoint in the workdir, else ``init_from`` params, else the task's
+        ``initial_params`` (a pretrained model), else fresh."""
         latest = self.manager.latest_step()
         if latest is not None:
             ckpt.check_compatible(ckpt.read_metadata(self.manager, latest), self.task.name,
@@ -136,6 +137,8 @@ class Trainer:
                 self.config.init_from, self.abstract_state.params,
                 expect=(self.task.name, self.task.compatibility_hparams()))
             log.info("initialised params from %s", self.config.init_from)
+            state = state.replace(params=params)
+        elif (params := self.task.initial_params(state.params)) is not None:
             state = state.replace(params=params)
         return state
 

@@ -1,0 +1,253 @@
+"""BERT pretraining (masked LM + next-sentence prediction) as a task of the shared engine.
+
+Loss, as in the original ``run_pretraining.py``: the MLM cross-entropy averaged over the
+real masked positions of the global batch, plus the NSP cross-entropy averaged over the
+examples. Metrics: both losses, MLM accuracy, NSP accuracy, and on the held-out set also
+``mlm_baseline_accuracy``: the accuracy of always predicting the most frequent masked
+token, the floor a model must rise above.
+"""
+
+import dataclasses
+import hashlib
+import logging
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from bert_jax import flops as bert_flops
+from bert_jax import interop, warm_start
+from bert_jax.heads import BertForPreTraining
+from bert_jax.model import BertConfig
+from bert_jax.pretraining import corpus, masking, pairs, pipeline
+from bert_jax.tokenization import FullTokenizer
+from bert_jax.wordpiece_vocab import train_vocab, write_vocab
+from transformer_jax.engine import losses
+from transformer_jax.engine.task import Task
+
+log = logging.getLogger(__name__)
+
+BATCH_KEYS = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions",
+              "masked_lm_ids", "masked_lm_weights", "next_sentence_labels",
+              "next_sentence_weights")
+# BertConfig fields that fix the parameters' shapes and meaning (not dropout or dtype).
+SHAPE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
+                "max_position_embeddings", "type_vocab_size", "param_dtype")
+EVAL_SEED_OFFSET = 1_000  # the held-out set's pairs and masks never reuse training draws
+
+
+def bert_config(config: ml_collections.ConfigDict, vocab_size: int) -> BertConfig:
+    """``config.model``: a released size plus any field set to override it."""
+    overrides = {k: v for k, v in config.model.to_dict().items()
+                 if k != "size" and v is not None}
+    return BertConfig.from_size(config.model.size, **dict(overrides, vocab_size=vocab_size))
+
+
+# --------------------------------------------------------------------------------------------
+# Data sources
+# --------------------------------------------------------------------------------------------
+def load_documents(data: ml_collections.ConfigDict) -> tuple[list, list]:
+    """(train, held-out) documents of ``data.source`` ('stdlib', 'files' or 'tfds')."""
+    if data.source == "stdlib":
+        return corpus.split_documents(corpus.stdlib_documents(), data.eval_fraction)
+    if data.source == "files":
+        documents = corpus.read_document_files(data.input_files)
+        if data.eval_input_files:
+            return documents, corpus.read_document_files(data.eval_input_files)
+        return corpus.split_documents(documents, data.eval_fraction)
+    if data.source == "tfds":
+        read = lambda split: corpus.tfds_documents(  # noqa: E731
+            data.tfds_name, split, data.tfds_text_key, data.data_dir or None)
+        if data.tfds_eval_split:
+            return read(data.tfds_train_split), read(data.tfds_eval_split)
+        return corpus.split_documents(read(data.tfds_train_split), data.eval_fraction)
+    raise ValueError(f"unknown data.source {data.source!r}; use 'stdlib', 'files', 'tfds' or "
+                     "'tfrecords'")
+
+
+def load_tokenizer(data: ml_collections.ConfigDict, workdir: str, documents) -> FullTokenizer:
+    """``data.vocab_file``, else the workdir's vocab.txt, trained from the corpus if absent."""
+    if data.vocab_file:
+        return FullTokenizer(data.vocab_file, data.do_lower_case)
+    path = os.path.join(workdir, "vocab.txt")
+    if not tf.io.gfile.exists(path):
+        checkpoints = os.path.join(workdir, "checkpoints")
+        if tf.io.gfile.exists(checkpoints) and tf.io.gfile.listdir(checkpoints):
+            raise FileNotFoundError(
+                f"workdir {workdir} has checkpoints but no vocab.txt: put the run's vocab "
+                "back (or set data.vocab_file to it), or use a new --workdir")
+        if documents is None:
+            raise ValueError("data.source='tfrecords' needs data.vocab_file (the vocab the "
+                             "TFRecords were written with)")
+        log.info("training a WordPiece vocab of up to %d tokens", data.vocab_size)
+        vocab = train_vocab((s for d in documents for s in d.sentences), data.vocab_size,
+                            do_lower_case=data.do_lower_case,
+                            learn_params={"lower_thresh": 2})
+        tf.io.gfile.makedirs(workdir)
+        write_vocab(path, vocab)
+    return FullTokenizer(path, data.do_lower_case)
+
+
+class PretrainingTask(Task):
+    """Masked LM + next sentence prediction on ``BertForPreTraining``."""
+
+    name = "bert_pretraining"
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+        self.config, self.data = config, config.data
+        train_docs, eval_docs = (None, None) if self.data.source == "tfrecords" else (
+            load_documents(self.data))
+        self._pretrained = None
+        if config.init_checkpoint:
+            self._pretrained = interop.load_pretrained(config.init_checkpoint)
+            if self.data.vocab_file:
+                warm_start.check_same_vocab(self._pretrained, self.data.vocab_file)
+            else:
+                tf.io.gfile.makedirs(workdir)
+                warm_start.adopt_vocab(self._pretrained, os.path.join(workdir, "vocab.txt"))
+        self.tokenizer = load_tokenizer(self.data, workdir, train_docs)
+        if self._pretrained:
+            self.model_cfg = warm_start.model_config(self._pretrained, config.model)
+            if self.tokenizer.vocab_size > self.model_cfg.vocab_size:
+                raise ValueError(f"the vocab has {self.tokenizer.vocab_size} tokens but "
+                                 f"init_checkpoint's model only {self.model_cfg.vocab_size}")
+        else:
+            self.model_cfg = bert_config(config, self.tokenizer.vocab_size)
+        self.model = BertForPreTraining(self.model_cfg)
+        if self.data.max_seq_length > self.model_cfg.max_position_embeddings:
+            raise ValueError(f"data.max_seq_length={self.data.max_seq_length} exceeds "
+                             f"model.max_position_embeddings="
+                             f"{self.model_cfg.max_position_embeddings}: lower it")
+        self.spec = pipeline.ExampleSpec.create(
+            self.tokenizer,
+            pairs.PairRules(self.data.max_seq_length, self.data.short_seq_prob),
+            masking.MaskingRules(self.data.masked_lm_prob, self.data.max_predictions_per_seq,
+                                 self.data.whole_word_mask))
+        self._train_ids = self._eval_ids = None
+        self._eval_cache: list | None = None
+        if train_docs is not None:
+            self._train_ids = pipeline.tokenize_documents(
+                [d.sentences for d in train_docs], self.tokenizer)
+            self._eval_ids = pipeline.tokenize_documents(
+                [d.sentences for d in eval_docs], self.tokenizer)
+            log.info("corpus: %d training documents (%d tokens), %d held out",
+                     len(self._train_ids), sum(s.size for d in self._train_ids for s in d),
+                     len(self._eval_ids))
+
+    @classmethod
+    def for_benchmark(cls, config: ml_collections.ConfigDict) -> "PretrainingTask":
+        """Model and loss only (synthetic batches): no corpus, no tokenizer."""
+        task = cls.__new__(cls)
+        task.config, task.data, task.tokenizer = config, config.data, None
+        task.model_cfg = bert_config(config, config.data.vocab_size)
+        task.model = BertForPreTraining(task.model_cfg)
+        task._eval_cache, task._pretrained = None, None
+        return task
+
+    # ---------------------------------------------------------------- identity and shapes
+    def model_hparams(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.model_cfg)
+
+    def compatibility_hparams(self) -> dict[str, Any]:
+        shapes = {k: v for k, v in self.model_hparams().items() if k in SHAPE_FIELDS}
+        vocab = "\n".join(self.tokenizer.ids_to_tokens) if self.tokenizer else ""
+        return dict(shapes, vocab_sha256=hashlib.sha256(vocab.encode("utf-8")).hexdigest())
+
+    @property
+    def model_dim(self) -> int:
+        return self.model_cfg.hidden_size
+
+    def dummy_batch(self, batch_size: int) -> dict[str, np.ndarray]:
+        length, predictions = self.data.max_seq_length, self.data.max_predictions_per_seq
+        shapes = {"next_sentence_labels": (batch_size,), "next_sentence_weights": (batch_size,)}
+        return {k: np.zeros(shapes.get(k, (batch_size, predictions if k.startswith("masked")
+                                           else length)),
+                            np.float32 if k.endswith("weights") else np.int32)
+                for k in BATCH_KEYS}
+
+    # ---------------------------------------------------------------- model and loss
+    def init_params(self, rng, batch):
+        return self.model.init(rng, batch["input_ids"], batch["input_mask"],
+                               batch["segment_ids"], batch["masked_lm_positions"])["params"]
+
+    def _metrics(self, params, batch, deterministic: bool, rng=None) -> dict:
+        mlm_logits, nsp_logits = self.model.apply(
+            {"params": params}, batch["input_ids"], batch["input_mask"], batch["segment_ids"],
+            batch["masked_lm_positions"], deterministic=deterministic,
+            rngs=None if deterministic else {"dropout": rng})  # [B, P, V], [B, 2]
+        mlm_ids, mlm_weights = batch["masked_lm_ids"], batch["masked_lm_weights"]
+        nsp_labels, nsp_weights = batch["next_sentence_labels"], batch["next_sentence_weights"]
+        return {
+            "mlm_loss": losses.weighted_cross_entropy(mlm_logits, mlm_ids, mlm_weights),
+            "mlm_accuracy": losses.weighted_accuracy(mlm_logits, mlm_ids, mlm_weights),
+            "nsp_loss": losses.weighted_cross_entropy(nsp_logits, nsp_labels, nsp_weights),
+            "nsp_accuracy": losses.weighted_accuracy(nsp_logits, nsp_labels, nsp_weights),
+        }
+
+    def loss_fn(self, params, batch, rng):
+        metrics = self._metrics(params, batch, False, rng)
+        mean = lambda pair: pair[0] / jnp.maximum(pair[1], 1e-5)  # noqa: E731
+        return mean(metrics["mlm_loss"]) + mean(metrics["nsp_loss"]), metrics
+
+    def eval_fn(self, params, batch):
+        return self._metrics(params, batch, True)
+
+    def initial_params(self, params):
+        """Fresh runs with ``init_checkpoint`` start from its weights (heads it lacks stay
+        freshly initialised)."""
+        if self._pretrained is None:
+            return None
+        params = warm_start.place(self._pretrained, params)
+        self._pretrained = None  # the host copy is no longer needed
+        return params
+
+    # ---------------------------------------------------------------- data
+    def train_batches(self, batch_size_per_host, start_batch, process_index, process_count):
+        common = dict(batch_size_per_host=batch_size_per_host, seed=self.config.seed,
+                      process_index=process_index, process_count=process_count,
+                      start_batch=start_batch)
+        if self.data.source == "tfrecords":
+            ds = pipeline.tfrecord_pair_dataset(self.data.input_files, process_index,
+                                                process_count, self.config.seed)
+            return pipeline.tfrecord_train_batches(
+                ds, self.spec, shuffle_buffer=self.data.shuffle_buffer, **common)
+        return pipeline.train_batches(self._train_ids, self.spec, **common)
+
+    def eval_batches(self, batch_size_per_host, process_index, process_count):
+        if self._eval_cache is None:
+            seed = self.config.seed + EVAL_SEED_OFFSET
+            if self.data.source == "tfrecords":  # every host reads all; split by record
+                ds = pipeline.tfrecord_pair_dataset(self.data.eval_input_files, 0, 1, None)
+            else:
+                ds = pipeline.epoch_pair_dataset(self._eval_ids, self.spec, seed, epoch=0)
+            self._eval_cache = pipeline.eval_batches(
+                ds, self.spec, batch_size_per_host=batch_size_per_host,
+                seed=seed, process_index=process_index,
+                process_count=process_count)
+            log.info("held-out set: %d masked tokens; most frequent masked token baseline "
+                     "accuracy %.4f", *self._baseline(self._eval_cache))
+        return self._eval_cache
+
+    @staticmethod
+    def _baseline(batches) -> tuple[int, float]:
+        ids = np.concatenate([b["masked_lm_ids"][b["masked_lm_weights"] > 0] for b in batches])
+        return ids.size, (np.bincount(ids).max() / ids.size if ids.size else 0.0)
+
+    def evaluate_extra(self, params, step, mesh) -> dict[str, float]:
+        """The most-frequent-token floor of held-out MLM accuracy (this host's share)."""
+        if self._eval_cache is None:
+            return {}
+        return {"mlm_baseline_accuracy": float(self._baseline(self._eval_cache)[1])}
+
+    def tokens_in_batch(self, batch) -> int:
+        return int(np.count_nonzero(batch["input_mask"]))
+
+    def flops_per_step(self, batch) -> float:
+        batch_size, length = batch["input_ids"].shape
+        return bert_flops.pretraining_train_flops(
+            self.model_cfg, batch_size * jax.process_count(), length,
+            batch["masked_lm_positions"].shape[1])

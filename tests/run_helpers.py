@@ -1,0 +1,81 @@
+"""Helpers for tests that run the Trainer: losses read back from TensorBoard event files,
+checkpoint listings, a simulated preemption, and a module-scoped XLA compilation cache.
+
+Import as ``import run_helpers`` (pytest puts ``tests/`` on ``sys.path``).
+"""
+import glob
+import os
+
+import jax
+import numpy as np
+import tensorflow as tf
+
+from transformer_jax.engine import checkpoint as ckpt
+
+
+def event_files(workdir: str) -> set[str]:
+    return set(glob.glob(os.path.join(workdir, "events.out.tfevents.*")))
+
+
+def scalars(workdir: str, tag: str, files=None) -> dict[int, float]:
+    """{step: value} of one scalar in the TensorBoard event files (default: all) of ``workdir``."""
+    values = {}
+    for path in sorted(event_files(workdir) if files is None else files):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == tag:
+                    values[event.step] = float(tf.make_ndarray(value.tensor))
+    return values
+
+
+def losses(workdir: str) -> list[float]:
+    by_step = scalars(workdir, "train/loss")
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def host(tree):
+    return jax.tree_util.tree_map(np.asarray, jax.device_get(tree))
+
+
+def assert_trees_equal(a, b):
+    jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
+
+
+def checkpoint_steps(workdir: str) -> list[int]:
+    directory = os.path.join(workdir, ckpt.CHECKPOINT_SUBDIR)
+    return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
+
+
+class Preempted(Exception):
+    """Stands in for the job being killed after some steps."""
+
+
+def preempt_after(task, num_batches: int):
+    """The task's training data stops with ``Preempted`` after ``num_batches`` batches."""
+    original = task.train_batches
+
+    def train_batches(*args, **kwargs):
+        batches = original(*args, **kwargs)
+        for _ in range(num_batches):
+            yield next(batches)
+        raise Preempted(f"preempted after {num_batches} batches")
+
+    task.train_batches = train_batches
+    return task
+
+
+def persistent_compilation_cache(tmp_path_factory):
+    """A persistent XLA cache for this module only: Trainers of the same preset and model
+    lower to the same HLO, so later runs load the executable instead of compiling it again
+    (about 4x faster on CPU). Semantics are unchanged; the old settings come back after."""
+    from jax.experimental.compilation_cache import compilation_cache as cache
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+             "jax_persistent_cache_min_entry_size_bytes")
+    saved = {name: getattr(jax.config, name) for name in names}
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla_cache")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    cache.reset_cache()
+    yield
+    for name, value in saved.items():
+        jax.config.update(name, value)
+    cache.reset_cache()

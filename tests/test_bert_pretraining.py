@@ -1,0 +1,223 @@
+"""BERT pretraining on the shared engine: a few-step run with exact resume, its metrics,
+``init_checkpoint`` from a Google TF checkpoint and from a phase-1 workdir (phase 2 at a
+longer sequence length), and the one-line errors of ``bert_jax.main``.
+
+Sizes are odd: hidden 32 (4 heads x 8), intermediate 37, 2 layers, sequence length 23,
+5 predictions per sequence. The corpus is written by the tests in the original format.
+"""
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import types
+
+import jax
+import numpy as np
+import pytest
+
+import bert_fixtures
+import run_helpers
+from bert_jax import interop
+from bert_jax.pretraining.task import PretrainingTask
+from configs import bert_pretrain
+from transformer_jax.engine import checkpoint as ckpt
+from transformer_jax.engine.trainer import Trainer
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STEPS = 6
+WORDS = ("the a cat dog house tree river stone runs sees walks likes big small red green "
+         "quickly slowly under over near far").split()
+
+
+def write_corpus(path: str, num_documents: int = 24, seed: int = 0) -> str:
+    """One sentence per line, a blank line between documents (BERT's original format)."""
+    rng = random.Random(seed)
+    documents = []
+    for _ in range(num_documents):
+        sentences = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 8))) + " ."
+                     for _ in range(rng.randint(3, 7))]
+        documents.append("\n".join(sentences))
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n\n".join(documents) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compilation_cache(tmp_path_factory):
+    yield from run_helpers.persistent_compilation_cache(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_corpus(str(tmp_path_factory.mktemp("corpus") / "docs.txt"))
+
+
+def make_config(corpus: str, **overrides):
+    c = bert_pretrain.get_config("size=tiny")
+    c.model.update(dict(num_layers=2, hidden_size=32, num_heads=4, intermediate_size=37,
+                        max_position_embeddings=29))
+    c.data.update(dict(source="files", input_files=corpus, eval_fraction=0.25, vocab_size=120,
+                       max_seq_length=23, max_predictions_per_seq=5))
+    c.update(dict(batch_size=8, eval_batch_size=8, num_train_steps=STEPS, log_every=1,
+                  eval_every=STEPS, checkpoint_every=3, keep_checkpoints=5,
+                  async_checkpoints=False))
+    c.optimizer.warmup_steps = 2
+    for key, value in overrides.items():
+        target = c
+        *parents, name = key.split(".")
+        for parent in parents:
+            target = target[parent]
+        target[name] = value
+    return c
+
+
+def run(config, workdir, task=None) -> Trainer:
+    trainer = Trainer(config, str(workdir), task or PretrainingTask(config, str(workdir)))
+    trainer.run()
+    return trainer
+
+
+@pytest.fixture(scope="module")
+def reference(corpus, tmp_path_factory):
+    """Six uninterrupted steps; checkpoints at 3 and 6."""
+    workdir = str(tmp_path_factory.mktemp("reference"))
+    trainer = run(make_config(corpus), workdir)
+    return types.SimpleNamespace(workdir=workdir, trainer=trainer,
+                                 losses=run_helpers.losses(workdir))
+
+
+def saved_params(workdir, trainer, step=None):
+    return run_helpers.host(ckpt.restore_params(workdir, trainer.abstract_state.params,
+                                                step=step))
+
+
+def test_metrics_are_logged_for_training_and_held_out_data(reference):
+    for tag in ("train/loss", "train/mlm_loss", "train/mlm_accuracy", "train/nsp_loss",
+                "train/nsp_accuracy", "train/learning_rate"):
+        assert sorted(run_helpers.scalars(reference.workdir, tag)) == list(range(1, STEPS + 1))
+    final = {tag: run_helpers.scalars(reference.workdir, f"eval/{tag}")[STEPS]
+             for tag in ("mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy",
+                         "mlm_baseline_accuracy")}
+    assert 0.0 <= final["mlm_accuracy"] <= 1.0 and 0.0 <= final["nsp_accuracy"] <= 1.0
+    # The most frequent masked token of this corpus is common but far from all of them.
+    assert 0.02 < final["mlm_baseline_accuracy"] < 0.5
+    # Loss = MLM mean + NSP mean (what the original run_pretraining.py optimises).
+    train = {tag: run_helpers.scalars(reference.workdir, f"train/{tag}")[1]
+             for tag in ("loss", "mlm_loss", "nsp_loss")}
+    np.testing.assert_allclose(train["loss"], train["mlm_loss"] + train["nsp_loss"], rtol=1e-5)
+    # An untrained MLM over V tokens starts near log(V).
+    vocab_size = reference.trainer.task.model_cfg.vocab_size
+    assert abs(train["mlm_loss"] - np.log(vocab_size)) < 1.0
+    assert os.path.exists(os.path.join(reference.workdir, "vocab.txt"))
+
+
+def test_exact_resume(corpus, reference, tmp_path):
+    """Killed after step 4 (checkpoint at 3): resumed, losses and params equal the run that
+    never stopped, bit for bit (dropout, dynamic masks and pair draws included)."""
+    workdir = str(tmp_path / "resumed")
+    config = make_config(corpus)
+    shutil.copytree(reference.workdir, workdir,
+                    ignore=shutil.ignore_patterns("checkpoints", "events.*"))
+    task = run_helpers.preempt_after(PretrainingTask(config, workdir), 4)
+    with pytest.raises(run_helpers.Preempted):
+        Trainer(config, workdir, task).run()
+    assert run_helpers.checkpoint_steps(workdir) == [3]
+    first = run_helpers.event_files(workdir)
+    trainer = run(config, workdir)
+    after = run_helpers.scalars(workdir, "train/loss", run_helpers.event_files(workdir) - first)
+    before = run_helpers.scalars(workdir, "train/loss", first)
+    assert [before[s] for s in (1, 2, 3)] + [after[s] for s in (4, 5, 6)] == reference.losses
+    run_helpers.assert_trees_equal(saved_params(workdir, trainer),
+                                   saved_params(reference.workdir, reference.trainer))
+
+
+def test_init_checkpoint_from_google_tf_checkpoint(corpus, tmp_path):
+    """The model takes the checkpoint's shape and weights (heads included), and its vocab."""
+    tf_dir = str(tmp_path / "google")
+    weights = bert_fixtures.random_weights()
+    bert_fixtures.write_tf_checkpoint(tf_dir, weights)
+    workdir = str(tmp_path / "warm")
+    config = make_config(corpus, init_checkpoint=tf_dir)
+    config.model.update(dict(num_layers=None, hidden_size=None, num_heads=None,
+                             intermediate_size=None, max_position_embeddings=None))
+    config.data.max_seq_length = 19  # the checkpoint has 19 positions
+    config.data.max_predictions_per_seq = 3
+    task = PretrainingTask(config, workdir)
+    assert task.model_cfg.vocab_size == bert_fixtures.BERT_CONFIG["vocab_size"]
+    with open(os.path.join(workdir, "vocab.txt")) as f:
+        assert f.read().split("\n")[:-1] == bert_fixtures.VOCAB
+    trainer = Trainer(config, workdir, task)
+    with jax.set_mesh(trainer.mesh):
+        params = run_helpers.host(trainer.restore_or_init().params)
+    expected = interop.load_pretrained(tf_dir).params
+    run_helpers.assert_trees_equal(params, expected)
+    np.testing.assert_array_equal(
+        params["bert"]["token_embed"]["embedding"],
+        weights["bert/embeddings/word_embeddings"])
+
+
+def test_init_checkpoint_with_another_vocab_is_refused(corpus, tmp_path):
+    tf_dir = str(tmp_path / "google")
+    bert_fixtures.write_tf_checkpoint(tf_dir, bert_fixtures.random_weights())
+    other_vocab = tmp_path / "vocab.txt"
+    # Same size and special tokens, other words: it would scramble the embeddings.
+    words = bert_fixtures.VOCAB[5:]
+    other_vocab.write_text("\n".join(bert_fixtures.VOCAB[:5] + words[::-1]) + "\n")
+    config = make_config(corpus, init_checkpoint=tf_dir)
+    config.data.vocab_file = str(other_vocab)
+    with pytest.raises(ValueError, match="differs from the vocab.txt of init_checkpoint"):
+        PretrainingTask(config, str(tmp_path / "work"))
+
+
+def test_phase_two_continues_from_phase_one_at_a_longer_length(corpus, reference, tmp_path):
+    """init_checkpoint = the phase-1 workdir: step 0 holds its final params; the optimizer
+    starts fresh; longer sequences and more predictions per sequence."""
+    workdir = str(tmp_path / "phase2")
+    config = make_config(corpus, init_checkpoint=reference.workdir, num_train_steps=3,
+                         eval_every=3, checkpoint_every=3)
+    config.data.update(dict(vocab_file=os.path.join(reference.workdir, "vocab.txt"),
+                            max_seq_length=29, max_predictions_per_seq=7))
+    task = PretrainingTask(config, workdir)
+    trainer = Trainer(config, workdir, task)
+    with jax.set_mesh(trainer.mesh):
+        state = trainer.restore_or_init()
+    assert int(state.step) == 0
+    run_helpers.assert_trees_equal(run_helpers.host(state.params),
+                                   saved_params(reference.workdir, reference.trainer))
+    batch = next(task.train_batches(8, 0, 0, 1))
+    assert batch["input_ids"].shape == (8, 29) and batch["masked_lm_ids"].shape == (8, 7)
+    trainer.run()
+    assert run_helpers.checkpoint_steps(workdir) == [3]
+
+
+def _main(workdir, *flags):
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    return subprocess.run(
+        [sys.executable, "-m", "bert_jax.main",
+         f"--config={REPO}/configs/bert_pretrain.py:size=tiny", f"--workdir={workdir}", *flags],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("case, flags, message", [
+    ("empty", ["--config.data.input_files={empty}"], "is empty"),
+    ("latin1", ["--config.data.input_files={latin1}"], "is not valid UTF-8"),
+    ("missing", ["--config.data.input_files={missing}"], "matches no file"),
+    ("masking", ["--config.data.input_files={corpus}", "--config.data.max_predictions_per_seq=3"],
+     "raise it to >= 19"),
+    ("no_specials", ["--config.data.input_files={corpus}", "--config.data.vocab_file={vocab}"],
+     r"lacks the special tokens \[PAD\]"),
+])
+def test_main_bad_input_is_one_line(corpus, tmp_path, case, flags, message):
+    (tmp_path / "empty.txt").write_text("\n \n")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 ok .\n".encode("latin-1"))
+    (tmp_path / "vocab.txt").write_text("the\ncat\n")
+    paths = dict(empty=tmp_path / "empty.txt", latin1=tmp_path / "latin1.txt",
+                 missing=tmp_path / "nope*.txt", corpus=corpus, vocab=tmp_path / "vocab.txt")
+    result = _main(tmp_path / "work", "--config.data.source=files",
+                   *(f.format(**paths) for f in flags))
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "Traceback" not in result.stderr, result.stderr
+    assert re.search(message, last), last
