@@ -26,10 +26,14 @@ setuptools.setup(
     entry_points={"console_scripts": [
         "transformer-train=transformer_jax.main:cli",
         "transformer-bench=transformer_jax.bench:cli",
+        "bert-pretrain=bert_jax.main:cli",
+        "bert-bench=bert_jax.bench:cli",
     ]},
     extras_require={
         "test": ["pytest>=8"],
         "gpu": ["jax[cuda12]"],
         "tpu": ["jax[tpu]"],
+        # Only for `bert-bench` to time Hugging Face's PyTorch BERT beside ours.
+        "bench": ["torch>=2.2", "transformers>=4.40"],
     },
 )

@@ -221,3 +221,32 @@ def test_main_bad_input_is_one_line(corpus, tmp_path, case, flags, message):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "Traceback" not in result.stderr, result.stderr
     assert re.search(message, last), last
+
+
+def test_training_reads_tfrecords_written_offline(corpus, reference, tmp_path):
+    """write_tfrecords -> data.source=tfrecords: same vocab, fresh masks in the graph."""
+    from bert_jax.pretraining import write_tfrecords
+
+    vocab = os.path.join(reference.workdir, "vocab.txt")
+    train = write_tfrecords.write(corpus, vocab, str(tmp_path / "train"), num_shards=3,
+                                  max_seq_length=23, dupe_factor=2)
+    held_out = write_corpus(str(tmp_path / "held_out.txt"), num_documents=4, seed=1)
+    write_tfrecords.write(held_out, vocab, str(tmp_path / "eval"), num_shards=1,
+                          max_seq_length=23, dupe_factor=1)
+    assert [os.path.basename(p) for p in train] == [
+        f"train-{i:05d}-of-00003.tfrecord" for i in range(3)]
+    with pytest.raises(FileExistsError, match="exists"):
+        write_tfrecords.write(corpus, vocab, str(tmp_path / "train"), num_shards=3)
+    config = make_config(corpus, num_train_steps=3, eval_every=3, checkpoint_every=3)
+    config.data.update(dict(source="tfrecords", input_files=str(tmp_path / "train-*"),
+                            eval_input_files=str(tmp_path / "eval-*"), vocab_file=vocab))
+    workdir = str(tmp_path / "work")
+    run(config, workdir)
+    assert sorted(run_helpers.scalars(workdir, "train/mlm_loss")) == [1, 2, 3]
+    assert 0.0 <= run_helpers.scalars(workdir, "eval/nsp_accuracy")[3] <= 1.0
+    # Longer pairs than the run's max_seq_length are refused with the fix.
+    config.data.max_seq_length = 17
+    config.data.max_predictions_per_seq = 3
+    task = PretrainingTask(config, str(tmp_path / "short"))
+    with pytest.raises(Exception, match="longer than data.max_seq_length"):
+        next(task.train_batches(8, 0, 0, 1))

@@ -39,19 +39,26 @@ class Document:
 # --------------------------------------------------------------------------------------------
 def read_document_files(patterns: str) -> list[Document]:
     """Documents of every file matching the comma-separated ``patterns``, files sorted."""
-    paths = []
-    for pattern in filter(None, (p.strip() for p in patterns.split(","))):
-        matched = sorted(tf.io.gfile.glob(pattern))
-        if not matched:
-            raise FileNotFoundError(f"corpus pattern {pattern} matches no file: check the path "
-                                    "(one sentence per line, blank line between documents)")
-        paths.extend(matched)
-    if not paths:
-        raise ValueError("data.input_files is empty: give corpus files or use data.source=stdlib")
+    paths = expand_patterns(patterns, "corpus")
     documents = []
     for path in paths:
         documents.extend(parse_documents(textfiles.read_utf8(path, "corpus file"), path))
     return documents
+
+
+def expand_patterns(patterns: str, what: str, hint: str = "") -> list[str]:
+    """Comma-separated glob patterns -> files (each pattern's matches sorted); a pattern that
+    matches nothing is an error, not a silently smaller dataset."""
+    paths = []
+    for pattern in filter(None, (p.strip() for p in patterns.split(","))):
+        matched = sorted(tf.io.gfile.glob(pattern))
+        if not matched:
+            raise FileNotFoundError(f"{what} pattern {pattern} matches no file: check the "
+                                    f"path{hint}")
+        paths.extend(matched)
+    if not paths:
+        raise ValueError(f"no {what} files given (data.input_files is empty){hint}")
+    return paths
 
 
 def parse_documents(text: str, name: str) -> list[Document]:
@@ -78,14 +85,19 @@ def parse_documents(text: str, name: str) -> list[Document]:
 # A sentence ends at . ! or ? (optionally closed by quotes/brackets) followed by white space
 # and an upper-case letter, digit or opening quote. It mis-splits "e.g. Foo", which costs
 # little for pretraining; a trained splitter (NLTK punkt) would be another dependency.
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[A-Z0-9\"'(\[])")
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*(\s+)(?=[A-Z0-9\"'(\[])")
 _MIN_SENTENCE_CHARS = 3
 
 
 def split_sentences(paragraph: str) -> list[str]:
     """A paragraph (lines joined by spaces) -> sentences."""
     text = " ".join(paragraph.split())
-    return [s.strip() for s in _SENTENCE_END.split(text) if len(s.strip()) >= _MIN_SENTENCE_CHARS]
+    sentences, start = [], 0
+    for end in _SENTENCE_END.finditer(text):  # cut at the white space, keep closing quotes
+        sentences.append(text[start:end.start(1)])
+        start = end.end(1)
+    sentences.append(text[start:])
+    return [s.strip() for s in sentences if len(s.strip()) >= _MIN_SENTENCE_CHARS]
 
 
 def sentences_of_text(text: str) -> list[str]:

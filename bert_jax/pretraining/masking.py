@@ -81,10 +81,11 @@ def mask_example(input_ids: tf.Tensor, *, seed: int, key: tf.Tensor, rules: Mask
     word_length = tf.math.unsorted_segment_sum(
         tf.cast(candidate, tf.int32), word_index, num_words + 1)[:num_words]  # [words]
 
-    # round() half to even like Python 3's round in the original.
+    # round() half to even like Python 3's round in the original, on float64 products as
+    # Python computes them (float32 turns 190 * 0.15 into 28.500002 and rounds it up).
     num_to_predict = tf.minimum(
         rules.max_predictions_per_seq,
-        tf.maximum(1, tf.cast(tf.round(tf.cast(n, tf.float32) * rules.masked_lm_prob),
+        tf.maximum(1, tf.cast(tf.round(tf.cast(n, tf.float64) * rules.masked_lm_prob),
                               tf.int32)))
     order = tf.argsort(tf.random.stateless_uniform([num_words], _seeds(seed, key, 0)))
 

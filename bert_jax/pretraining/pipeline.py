@@ -23,7 +23,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
-from bert_jax.pretraining import masking, pairs
+from bert_jax.pretraining import corpus, masking, pairs
 from bert_jax.tokenization import FullTokenizer
 
 Batch = dict[str, np.ndarray]
@@ -158,10 +158,8 @@ def tfrecord_pair_dataset(patterns: str, process_index: int, process_count: int,
                           seed: int | None) -> tf.data.Dataset:
     """Pairs from TFRecords; files are split among hosts (records, if fewer files than
     hosts). ``seed`` shuffles the file order each epoch; None keeps it (evaluation)."""
-    files = sorted(f for p in filter(None, patterns.split(",")) for f in tf.io.gfile.glob(p))
-    if not files:
-        raise FileNotFoundError(f"no TFRecord files match {patterns!r}: write them with "
-                                "python -m bert_jax.pretraining.write_tfrecords")
+    files = corpus.expand_patterns(
+        patterns, "TFRecord", " (write them with python -m bert_jax.pretraining.write_tfrecords)")
     if len(files) >= process_count:
         files, record_shard = files[process_index::process_count], False
     else:

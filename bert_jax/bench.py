@@ -1,0 +1,124 @@
+"""Benchmark the BERT pretraining step (MLM + NSP, AdamW) on synthetic data.
+
+  python -m bert_jax.bench --config=configs/bert_pretrain.py:size=base --batch_size=8
+  python -m bert_jax.bench --config=configs/bert_pretrain.py:size=large,phase=2 --batch_size=4
+
+Prints compile time, step time, tokens/s, model FLOPs per step and MFU against the peak
+matmul throughput measured in the same run (see ``transformer_jax.bench``). When PyTorch
+and Hugging Face transformers are installed (``pip install -e ".[bench]"``), it also times
+Hugging Face's ``BertForPreTraining`` with AdamW at the same size, batch, sequence length
+and dtype, and prints the ratio of tokens/s. Both models are timed with the same number of
+host threads.
+"""
+
+import tempfile
+
+import jax
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from transformer_jax import runtime
+from transformer_jax.bench import benchmark_train_step, measure_peak_flops
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Config file (configs/bert_pretrain.py:...).",
+                                lock_config=True)
+flags.DEFINE_integer("batch_size", 8, "Global batch size (sequences).")
+flags.DEFINE_integer("steps", 10, "Timed steps (after warm-up).")
+flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
+flags.DEFINE_integer("peak_size", 2048, "Side of the square matmul that measures the peak.")
+flags.DEFINE_enum("compare_hf", "auto", ["auto", "yes", "no"],
+                  "Time Hugging Face's BertForPreTraining too: auto = when installed.")
+
+
+def synthetic_batch(batch_size: int, length: int, predictions: int, vocab_size: int,
+                    seed: int = 0) -> dict[str, np.ndarray]:
+    """Full-length pairs of random tokens, ``predictions`` distinct masked positions each."""
+    rng = np.random.default_rng(seed)
+    input_ids = rng.integers(5, vocab_size, (batch_size, length), dtype=np.int32)
+    positions = np.sort(np.stack([rng.choice(np.arange(1, length), predictions, replace=False)
+                                  for _ in range(batch_size)]), axis=1).astype(np.int32)
+    segment_ids = (np.arange(length) >= length // 2).astype(np.int32)
+    return {
+        "input_ids": input_ids,
+        "input_mask": np.ones((batch_size, length), np.int32),
+        "segment_ids": np.broadcast_to(segment_ids, (batch_size, length)).copy(),
+        "masked_lm_positions": positions,
+        "masked_lm_ids": np.take_along_axis(input_ids, positions, axis=1),
+        "masked_lm_weights": np.ones((batch_size, predictions), np.float32),
+        "next_sentence_labels": rng.integers(0, 2, (batch_size,), dtype=np.int32),
+        "next_sentence_weights": np.ones((batch_size,), np.float32),
+    }
+
+
+def report(config, batch_size: int, steps: int, warmup: int, peak_size: int,
+           compare_hf: str) -> dict[str, float]:
+    from bert_jax.pretraining.task import PretrainingTask
+    from transformer_jax.engine.trainer import Trainer
+
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+        config.batch_size = config.eval_batch_size = batch_size
+    task = PretrainingTask.for_benchmark(config)
+    cfg, length = task.model_cfg, config.data.max_seq_length
+    predictions = config.data.max_predictions_per_seq
+    batch = synthetic_batch(batch_size, length, predictions, cfg.vocab_size)
+    with tempfile.TemporaryDirectory() as workdir:
+        timing = benchmark_train_step(Trainer(config, workdir, task), batch, steps, warmup)
+    model_flops = task.flops_per_step(batch)
+    peak = measure_peak_flops(cfg.compute_dtype, peak_size)
+    tokens = batch_size * length
+    results = dict(timing, model_flops=model_flops, peak_flops_per_s=peak,
+                   tokens_per_s=tokens / timing["step_s"],
+                   mfu=model_flops / timing["step_s"] / peak)
+    print(f"model: BERT L={cfg.num_layers} H={cfg.hidden_size} A={cfg.num_heads} "
+          f"vocab={cfg.vocab_size} dtype={cfg.dtype}; batch {batch_size} x seq {length}, "
+          f"{predictions} predictions/seq, on {jax.device_count()} "
+          f"{jax.devices()[0].platform} device(s)")
+    print(f"compile time      {results['compile_s']:.2f} s")
+    print(f"step time         {1e3 * results['step_s']:.1f} ms (median of {steps})")
+    print(f"tokens/s          {results['tokens_per_s']:,.0f}")
+    print(f"model FLOPs/step  {model_flops / 1e9:.2f} GFLOP (XLA counts "
+          f"{results['xla_flops'] / 1e9:.2f})")
+    print(f"measured peak     {peak / 1e9:.1f} GFLOP/s ({cfg.dtype} matmul)")
+    print(f"MFU               {100 * results['mfu']:.1f}%")
+    if compare_hf != "no":
+        hf = _hugging_face(cfg, config, batch, steps, warmup, required=compare_hf == "yes")
+        if hf:
+            results.update(hf_step_s=hf, hf_tokens_per_s=tokens / hf,
+                           speedup_vs_hf=hf / timing["step_s"])
+            print(f"Hugging Face      {1e3 * hf:.1f} ms/step, {tokens / hf:,.0f} tokens/s "
+                  f"(BertForPreTraining + AdamW, torch)")
+            print(f"ours / HF         {results['speedup_vs_hf']:.2f}x tokens/s")
+    return results
+
+
+def _hugging_face(cfg, config, batch, steps: int, warmup: int, required: bool) -> float | None:
+    try:
+        from bert_jax import bench_hf
+    except ImportError as error:
+        if required:
+            raise
+        print(f"Hugging Face      not timed ({error.name} is not installed; "
+              "pip install -e '.[bench]')")
+        return None
+    return bench_hf.step_time(cfg, config.optimizer, batch, steps, warmup)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    runtime.setup_host(("bert_jax",))
+    report(FLAGS.config, FLAGS.batch_size, FLAGS.steps, FLAGS.warmup, FLAGS.peak_size,
+           FLAGS.compare_hf)
+
+
+def cli() -> None:
+    """Entry point of the `bert-bench` command (and of `python -m`)."""
+    flags.mark_flags_as_required(["config"])
+    app.run(main, flags_parser=runtime.parse_flags)
+
+
+if __name__ == "__main__":
+    cli()
