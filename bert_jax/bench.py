@@ -11,6 +11,12 @@ and dtype, and prints the ratio of tokens/s. Both models are timed with the same
 host threads.
 """
 
+import dataclasses
+import importlib.util
+import json
+import os
+import subprocess
+import sys
 import tempfile
 
 import jax
@@ -19,19 +25,9 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from transformer_jax import runtime
-from transformer_jax.bench import benchmark_train_step, measure_peak_flops
+from transformer_jax.benchmarking import benchmark_train_step, measure_peak_flops
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Config file (configs/bert_pretrain.py:...).",
-                                lock_config=True)
-flags.DEFINE_integer("batch_size", 8, "Global batch size (sequences).")
-flags.DEFINE_integer("steps", 10, "Timed steps (after warm-up).")
-flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
-flags.DEFINE_integer("peak_size", 2048, "Side of the square matmul that measures the peak.")
-flags.DEFINE_enum("compare_hf", "auto", ["auto", "yes", "no"],
-                  "Time Hugging Face's BertForPreTraining too: auto = when installed.")
-
-
 def synthetic_batch(batch_size: int, length: int, predictions: int, vocab_size: int,
                     seed: int = 0) -> dict[str, np.ndarray]:
     """Full-length pairs of random tokens, ``predictions`` distinct masked positions each."""
@@ -95,15 +91,41 @@ def report(config, batch_size: int, steps: int, warmup: int, peak_size: int,
 
 
 def _hugging_face(cfg, config, batch, steps: int, warmup: int, required: bool) -> float | None:
-    try:
-        from bert_jax import bench_hf
-    except ImportError as error:
+    """Step time of HF's BertForPreTraining, timed in a child process (``bench_hf``)."""
+    missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
+    if missing:
         if required:
-            raise
-        print(f"Hugging Face      not timed ({error.name} is not installed; "
+            raise ImportError(f"--compare_hf=yes needs {' and '.join(missing)}: "
+                              "pip install -e '.[bench]'")
+        print(f"Hugging Face      not timed ({' and '.join(missing)} not installed; "
               "pip install -e '.[bench]')")
         return None
-    return bench_hf.step_time(cfg, config.optimizer, batch, steps, warmup)
+    optimizer = {k: float(config.optimizer[k])
+                 for k in ("learning_rate", "b1", "b2", "eps", "weight_decay")}
+    with tempfile.TemporaryDirectory() as tmp:
+        spec_path, batch_path = os.path.join(tmp, "spec.json"), os.path.join(tmp, "batch.npz")
+        with open(spec_path, "w") as f:
+            json.dump({"model": dataclasses.asdict(cfg), "optimizer": optimizer,
+                       "steps": steps, "warmup": warmup}, f)
+        np.savez(batch_path, **batch)
+        result = subprocess.run([sys.executable, "-m", "bert_jax.bench_hf", spec_path,
+                                 batch_path], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"timing Hugging Face failed: {result.stderr.strip()[-500:]}")
+    return float(json.loads(result.stdout.strip().splitlines()[-1])["step_s"])
+
+
+def define_flags() -> None:
+    """Flags are defined when the program starts, not on import, so both benchmarks (and
+    tests) can import each other's functions without a duplicate-flag error."""
+    config_flags.DEFINE_config_file("config", None, "Config file (configs/bert_pretrain.py:...).",
+                                    lock_config=True)
+    flags.DEFINE_integer("batch_size", 8, "Global batch size (sequences).")
+    flags.DEFINE_integer("steps", 10, "Timed steps (after warm-up).")
+    flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
+    flags.DEFINE_integer("peak_size", 2048, "Side of the square matmul that measures the peak.")
+    flags.DEFINE_enum("compare_hf", "auto", ["auto", "yes", "no"],
+                      "Time Hugging Face's BertForPreTraining too: auto = when installed.")
 
 
 def main(argv):
@@ -116,6 +138,7 @@ def main(argv):
 
 def cli() -> None:
     """Entry point of the `bert-bench` command (and of `python -m`)."""
+    define_flags()
     flags.mark_flags_as_required(["config"])
     app.run(main, flags_parser=runtime.parse_flags)
 

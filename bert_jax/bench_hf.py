@@ -1,31 +1,37 @@
 """Times Hugging Face's PyTorch ``BertForPreTraining`` train step, for ``bert_jax.bench``.
 
-Imported only when torch and transformers are installed (the optional ``bench`` extra);
-never a runtime dependency. The step is what HF users run: forward with MLM labels
-(-100 off the masked positions) and the NSP label, backward, gradient clipping at 1.0 and
-``torch.optim.AdamW``, in train mode (dropout on), on the same synthetic batch.
+Runs as its own process (``python -m bert_jax.bench_hf SPEC.json BATCH.npz``): torch and
+TensorFlow loaded into one process can crash (they ship clashing native libraries), and a
+separate process also keeps the two frameworks' thread pools from competing. Needs torch and
+transformers (the optional ``bench`` extra); never a runtime dependency.
+
+The step is what HF users run: forward with MLM labels (-100 off the masked positions) and
+the NSP label, backward, gradient clipping at 1.0 and ``torch.optim.AdamW``, in train mode
+(dropout on), on the same synthetic batch.
 """
 
+import json
 import os
 import statistics
+import sys
 import time
 
 import numpy as np
 import torch
 import transformers
 
-from bert_jax.model import BertConfig
 
 
-def hf_model(cfg: BertConfig) -> "transformers.BertForPreTraining":
+def hf_model(cfg: dict) -> "transformers.BertForPreTraining":
+    """``cfg``: the fields of our BertConfig."""
     hf_config = transformers.BertConfig(
-        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
-        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
-        intermediate_size=cfg.intermediate_size, hidden_act="gelu",
-        hidden_dropout_prob=cfg.hidden_dropout,
-        attention_probs_dropout_prob=cfg.attention_dropout,
-        max_position_embeddings=cfg.max_position_embeddings,
-        type_vocab_size=cfg.type_vocab_size, layer_norm_eps=cfg.layer_norm_eps)
+        vocab_size=cfg["vocab_size"], hidden_size=cfg["hidden_size"],
+        num_hidden_layers=cfg["num_layers"], num_attention_heads=cfg["num_heads"],
+        intermediate_size=cfg["intermediate_size"], hidden_act="gelu",
+        hidden_dropout_prob=cfg["hidden_dropout"],
+        attention_probs_dropout_prob=cfg["attention_dropout"],
+        max_position_embeddings=cfg["max_position_embeddings"],
+        type_vocab_size=cfg["type_vocab_size"], layer_norm_eps=cfg["layer_norm_eps"])
     return transformers.BertForPreTraining(hf_config)
 
 
@@ -42,18 +48,17 @@ def torch_batch(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
                 batch["next_sentence_labels"].astype(np.int64))}
 
 
-def step_time(cfg: BertConfig, optimizer_config, batch: dict[str, np.ndarray], steps: int,
+def step_time(cfg: dict, opt: dict, batch: dict[str, np.ndarray], steps: int,
               warmup: int) -> float:
-    """Median seconds per train step."""
+    """Median seconds per train step; ``opt``: learning_rate, b1, b2, eps, weight_decay."""
     torch.set_num_threads(os.cpu_count() or 1)  # XLA's CPU client uses every core too
     torch.manual_seed(0)
     model = hf_model(cfg).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=optimizer_config.learning_rate,
-                                  betas=(optimizer_config.b1, optimizer_config.b2),
-                                  eps=optimizer_config.eps,
-                                  weight_decay=optimizer_config.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=opt["learning_rate"],
+                                  betas=(opt["b1"], opt["b2"]), eps=opt["eps"],
+                                  weight_decay=opt["weight_decay"])
     inputs = torch_batch(batch)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16")
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg["dtype"] == "bfloat16")
 
     def one_step():
         with autocast:
@@ -71,3 +76,13 @@ def step_time(cfg: BertConfig, optimizer_config, batch: dict[str, np.ndarray], s
         one_step()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+if __name__ == "__main__":
+    spec_path, batch_path = sys.argv[1:3]
+    with open(spec_path) as f:
+        spec = json.load(f)
+    with np.load(batch_path) as data:
+        arrays = dict(data)
+    seconds = step_time(spec["model"], spec["optimizer"], arrays, spec["steps"], spec["warmup"])
+    print(json.dumps({"step_s": seconds}))

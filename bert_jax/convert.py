@@ -51,7 +51,7 @@ def define_flags() -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    runtime.setup_host()
+    runtime.setup_host(("bert_jax",))
     try:
         print(convert(FLAGS.input, FLAGS.output, FLAGS.format, overwrite=FLAGS.overwrite))
     except (FileNotFoundError, FileExistsError, ValueError, tf.errors.OpError) as error:

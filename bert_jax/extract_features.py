@@ -197,7 +197,7 @@ def define_flags() -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    runtime.setup_host()
+    runtime.setup_host(("bert_jax",))
     try:
         layers = [int(i) for i in FLAGS.layers]
     except ValueError:

@@ -10,58 +10,16 @@ fp32 accumulation), so the ratio says how close the whole step gets to what this
 matmul units actually deliver.
 """
 
-import statistics
-import time
-from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
 from transformer_jax import runtime
+from transformer_jax.benchmarking import benchmark_train_step, measure_peak_flops
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py[:arg]).",
-                                lock_config=True)
-flags.DEFINE_integer("batch_size", 16, "Global batch size (sequences).")
-flags.DEFINE_integer("source_length", 64, "Source tokens per sequence.")
-flags.DEFINE_integer("target_length", 64, "Target tokens per sequence.")
-flags.DEFINE_integer("steps", 10, "Timed steps (after warm-up).")
-flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
-flags.DEFINE_integer("peak_size", 2048, "Side of the square matmul that measures the peak.")
-
-
-def time_call(fn: Callable[[], Any], repeats: int) -> list[float]:
-    """Wall times of ``repeats`` calls, each blocked until its result is ready."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def measure_peak_flops(dtype: Any, size: int, repeats: int = 5) -> float:
-    """Best FLOP/s of a [size, size] @ [size, size] matmul in ``dtype`` on all devices.
-
-    Each device multiplies its own pair of matrices (a batch split over devices), so the
-    result is the whole machine's peak, matching a data-parallel train step.
-    """
-    devices = jax.devices()
-    mesh = jax.make_mesh((len(devices),), ("d",), axis_types=(jax.sharding.AxisType.Auto,))
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("d"))
-    shape = (len(devices), size, size)
-    a = jax.device_put(jnp.ones(shape, dtype), sharding)
-    b = jax.device_put(jnp.ones(shape, dtype), sharding)
-    matmul = jax.jit(lambda x, y: jnp.einsum("dij,djk->dik", x, y,
-                                             preferred_element_type=jnp.float32))
-    jax.block_until_ready(matmul(a, b))  # compile
-    best = min(time_call(lambda: matmul(a, b), repeats))
-    return 2.0 * len(devices) * size**3 / best
-
-
 def synthetic_batch(batch_size: int, source_length: int, target_length: int,
                     vocab_size: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Full-length unpacked sentences of random non-special tokens."""
@@ -84,37 +42,6 @@ def synthetic_batch(batch_size: int, source_length: int, target_length: int,
         "targets_segment_ids": np.ones((batch_size, target_length), np.int32),
         "targets_positions": positions(target_length),
     }
-
-
-def benchmark_train_step(trainer, batch: dict[str, np.ndarray], steps: int,
-                         warmup: int) -> dict[str, float]:
-    """Compile time, then median step time of the trainer's jitted train step."""
-    import flax.linen as nn
-
-    from transformer_jax.engine import sharding as sharding_lib
-    from transformer_jax.engine import state as state_lib
-
-    with jax.set_mesh(trainer.mesh), nn.logical_axis_rules(trainer.rules):
-        state = state_lib.create_train_state(
-            trainer.task, trainer.tx, trainer.init_batch, trainer.mesh, trainer.rules,
-            seed=0, shardings=trainer.state_shardings)
-        global_batch = sharding_lib.global_batch(batch, trainer.mesh)
-        start = time.perf_counter()
-        compiled = trainer._train_step.lower(state, global_batch).compile()
-        compile_s = time.perf_counter() - start
-        for _ in range(warmup):
-            state, _ = compiled(state, global_batch)
-        jax.block_until_ready(state)
-        times = []
-        for _ in range(steps):
-            begin = time.perf_counter()
-            state, metrics = compiled(state, global_batch)
-            jax.block_until_ready(state)
-            times.append(time.perf_counter() - begin)
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return {"compile_s": compile_s, "step_s": statistics.median(times),
-            "xla_flops": float((cost or {}).get("flops", 0.0))}
 
 
 def report(config, batch_size: int, source_length: int, target_length: int, steps: int,
@@ -164,6 +91,19 @@ def print_results(r: dict[str, float], cfg, batch_size, source_length, target_le
     print(f"MFU               {100 * r['mfu']:.1f}%")
 
 
+def define_flags() -> None:
+    """Flags are defined when the program starts, not on import, so both benchmarks (and
+    tests) can import each other's functions without a duplicate-flag error."""
+    config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py[:arg]).",
+                                    lock_config=True)
+    flags.DEFINE_integer("batch_size", 16, "Global batch size (sequences).")
+    flags.DEFINE_integer("source_length", 64, "Source tokens per sequence.")
+    flags.DEFINE_integer("target_length", 64, "Target tokens per sequence.")
+    flags.DEFINE_integer("steps", 10, "Timed steps (after warm-up).")
+    flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
+    flags.DEFINE_integer("peak_size", 2048, "Side of the square matmul that measures the peak.")
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -174,6 +114,7 @@ def main(argv):
 
 def cli() -> None:
     """Entry point of the `transformer-bench` command (and of `python -m`)."""
+    define_flags()
     flags.mark_flags_as_required(["config"])
     app.run(main, flags_parser=runtime.parse_flags)
 

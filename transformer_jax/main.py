@@ -38,7 +38,8 @@ def main(argv):
     except (FileNotFoundError, ValueError, FloatingPointError, tf.errors.OpError) as error:
         # Bad data, a workdir of another model, a NaN loss: one line, no traceback.
         sys.exit(f"error: {error}")
-    logging.getLogger("transformer_jax").info("final: %s", ", ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))
+    logging.getLogger("transformer_jax").info(
+        "final: %s", ", ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))
 
 
 def cli() -> None:

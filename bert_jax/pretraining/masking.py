@@ -94,8 +94,11 @@ def mask_example(input_ids: tf.Tensor, *, seed: int, key: tf.Tensor, rules: Mask
         fits = count + length <= num_to_predict
         return tf.where(fits, count + length, count), fits
 
-    _, taken_in_order = tf.scan(take, tf.gather(word_length, order),
-                                initializer=(tf.constant(0), tf.constant(False)))
+    if rules.whole_word_mask:
+        _, taken_in_order = tf.scan(take, tf.gather(word_length, order),
+                                    initializer=(tf.constant(0), tf.constant(False)))
+    else:  # every word is one token: the first num_to_predict in random order (no loop)
+        taken_in_order = tf.range(num_words) < num_to_predict
     chosen_word = tf.scatter_nd(order[:, None], taken_in_order, [num_words])  # [words]
     chosen = candidate & tf.gather(tf.concat([chosen_word, [False]], 0), word_index)  # [n]
 

@@ -1,0 +1,64 @@
+"""The benchmarks run end to end on tiny configs and report self-consistent numbers; the
+analytic FLOP counts they divide by are checked by hand. (Speed itself is never asserted.)"""
+import importlib.util
+
+import numpy as np
+import pytest
+
+from bert_jax import bench as bert_bench
+from bert_jax import flops as bert_flops
+from bert_jax.model import BertConfig
+from configs import bert_pretrain, transformer_wmt
+from transformer_jax import bench as transformer_bench
+
+
+def tiny_bert_config():
+    c = bert_pretrain.get_config("size=tiny")
+    c.model.update(dict(num_layers=1, hidden_size=32, num_heads=4, intermediate_size=37,
+                        max_position_embeddings=32))
+    c.data.update(dict(vocab_size=53, max_seq_length=23, max_predictions_per_seq=5))
+    return c
+
+
+def test_bert_synthetic_batch_is_a_valid_masked_batch():
+    batch = bert_bench.synthetic_batch(3, 23, 5, vocab_size=53)
+    positions = batch["masked_lm_positions"]
+    assert positions.shape == (3, 5) and (np.diff(positions, axis=1) > 0).all()
+    assert (positions >= 1).all() and (positions < 23).all()  # never [CLS] at 0
+    np.testing.assert_array_equal(
+        batch["masked_lm_ids"], np.take_along_axis(batch["input_ids"], positions, axis=1))
+    assert set(np.unique(batch["segment_ids"])) == {0, 1}
+
+
+def test_bert_flops_by_hand():
+    cfg = BertConfig.from_dict(dict(vocab_size=53, hidden_size=32, num_layers=1, num_heads=4,
+                                    intermediate_size=37))
+    b, length, p, d, f, v = 3, 23, 5, 32, 37, 53
+    tokens = b * length
+    layer = 2 * tokens * d * d * 4 + 2 * tokens * length * d * 2 + 2 * tokens * d * f * 2
+    heads = 2 * b * d * d + 2 * b * p * d * (d + v) + 2 * b * d * 2
+    assert bert_flops.pretraining_train_flops(cfg, b, length, p) == 3 * (layer + heads)
+
+
+def test_bert_bench_reports_consistent_numbers(capsys):
+    results = bert_bench.report(tiny_bert_config(), batch_size=8, steps=2, warmup=1,
+                                peak_size=128, compare_hf="auto")
+    out = capsys.readouterr().out
+    assert results["step_s"] > 0 and results["compile_s"] > 0
+    assert results["tokens_per_s"] == pytest.approx(8 * 23 / results["step_s"])
+    assert results["mfu"] == pytest.approx(
+        results["model_flops"] / results["step_s"] / results["peak_flops_per_s"])
+    assert "MFU" in out and "tokens/s" in out
+    if importlib.util.find_spec("torch") is None:
+        assert "Hugging Face      not timed" in out and "speedup_vs_hf" not in results
+    else:
+        assert results["speedup_vs_hf"] > 0
+
+
+def test_transformer_bench_reports_consistent_numbers(capsys):
+    config = transformer_wmt.get_config("tiny")
+    config.data.vocab_size = 101
+    results = transformer_bench.report(config, batch_size=8, source_length=7, target_length=5,
+                                       steps=2, warmup=1, peak_size=128)
+    assert results["tokens_per_s"] == pytest.approx(8 * 12 / results["step_s"])
+    assert results["model_flops"] > 0 and "MFU" in capsys.readouterr().out

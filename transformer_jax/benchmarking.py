@@ -1,0 +1,71 @@
+"""Timing pieces shared by the benchmarks (``transformer_jax.bench``, ``bert_jax.bench``):
+the measured matmul peak that MFU divides by, and the compiled train step's timing.
+Kept free of absl flags so that each benchmark program can define its own."""
+
+import statistics
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def time_call(fn: Callable[[], Any], repeats: int) -> list[float]:
+    """Wall times of ``repeats`` calls, each blocked until its result is ready."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def measure_peak_flops(dtype: Any, size: int, repeats: int = 5) -> float:
+    """Best FLOP/s of a [size, size] @ [size, size] matmul in ``dtype`` on all devices.
+
+    Each device multiplies its own pair of matrices (a batch split over devices), so the
+    result is the whole machine's peak, matching a data-parallel train step.
+    """
+    devices = jax.devices()
+    mesh = jax.make_mesh((len(devices),), ("d",), axis_types=(jax.sharding.AxisType.Auto,))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("d"))
+    shape = (len(devices), size, size)
+    a = jax.device_put(jnp.ones(shape, dtype), sharding)
+    b = jax.device_put(jnp.ones(shape, dtype), sharding)
+    matmul = jax.jit(lambda x, y: jnp.einsum("dij,djk->dik", x, y,
+                                             preferred_element_type=jnp.float32))
+    jax.block_until_ready(matmul(a, b))  # compile
+    best = min(time_call(lambda: matmul(a, b), repeats))
+    return 2.0 * len(devices) * size**3 / best
+
+
+def benchmark_train_step(trainer, batch: dict[str, np.ndarray], steps: int,
+                         warmup: int) -> dict[str, float]:
+    """Compile time, then median step time of the trainer's jitted train step."""
+    import flax.linen as nn
+
+    from transformer_jax.engine import sharding as sharding_lib
+    from transformer_jax.engine import state as state_lib
+
+    with jax.set_mesh(trainer.mesh), nn.logical_axis_rules(trainer.rules):
+        state = state_lib.create_train_state(
+            trainer.task, trainer.tx, trainer.init_batch, trainer.mesh, trainer.rules,
+            seed=0, shardings=trainer.state_shardings)
+        global_batch = sharding_lib.global_batch(batch, trainer.mesh)
+        start = time.perf_counter()
+        compiled = trainer._train_step.lower(state, global_batch).compile()
+        compile_s = time.perf_counter() - start
+        for _ in range(warmup):
+            state, _ = compiled(state, global_batch)
+        jax.block_until_ready(state)
+        times = []
+        for _ in range(steps):
+            begin = time.perf_counter()
+            state, metrics = compiled(state, global_batch)
+            jax.block_until_ready(state)
+            times.append(time.perf_counter() - begin)
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return {"compile_s": compile_s, "step_s": statistics.median(times),
+            "xla_flops": float((cost or {}).get("flops", 0.0))}
