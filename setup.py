@@ -22,6 +22,8 @@ setuptools.setup(
         "sacrebleu>=2.4,<3",
         "matplotlib>=3.8,<4",
         "safetensors>=0.4,<1",
+        "scikit-learn>=1.3,<2",
+        "scipy>=1.10,<2",
     ],
     entry_points={"console_scripts": [
         "transformer-train=transformer_jax.main:cli",
