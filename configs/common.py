@@ -21,6 +21,8 @@ def engine_config() -> ml_collections.ConfigDict:
     c.keep_checkpoints = 5           # the paper averages the last 5 (base) or 20 (big)
     c.async_checkpoints = True
     c.init_from = ""                 # params of another run's workdir when starting fresh
+    c.best_metric = ""               # e.g. "eval/accuracy": keep the best params in <workdir>/best
+    c.best_mode = "max"              # max | min
     c.peak_tflops_per_device = 0.0   # for MFU in the training log; 0 = do not report
 
     c.sharding = ml_collections.ConfigDict()

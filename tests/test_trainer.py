@@ -569,3 +569,28 @@ def test_main_rejects_an_unknown_config_field(tmp_path):
     assert last_line.startswith("error: unknown config field 'foo'"), result.stderr[-500:]
     assert "Traceback" not in result.stderr
     assert not os.path.exists(tmp_path / "never")
+
+
+def test_best_params_are_kept_by_the_chosen_metric(corpus, tmp_path):
+    """With best_metric, the params of the best eval so far live in <workdir>/best: one
+    checkpoint, at the step whose eval metric was best (first of ties), value recorded."""
+    workdir = str(tmp_path / "best")
+    trainer = run(make_config(corpus, "dp", eval_every=2, best_metric="eval/nll",
+                              best_mode="min"), workdir)
+    nll = run_helpers.scalars(workdir, "eval/nll")
+    assert sorted(nll) == [2, 4, 6]
+    best_step = min(nll, key=lambda s: (nll[s], s))
+    best = ckpt.BestParams(workdir, "eval/nll", "min")
+    assert best.manager.all_steps() == [best_step]
+    np.testing.assert_allclose(best.best_value, nll[best_step], rtol=1e-6)
+    assert not best.improves(nll[best_step]) and best.improves(nll[best_step] - 1.0)
+    if best_step in (3, 6):  # a rolling checkpoint at the same step holds the same params
+        restored = best.manager.restore(best_step, args=ckpt.ocp.args.Composite(
+            params=ckpt.ocp.args.StandardRestore(trainer.abstract_state.params)))
+        assert_trees_equal(host(restored["params"]), saved_params(workdir, trainer, best_step))
+    best.close()
+
+
+def test_unknown_best_metric_is_named(corpus, tmp_path):
+    with pytest.raises(ValueError, match="best_metric='eval/bleu' is not among the eval"):
+        run(make_config(corpus, "dp", eval_every=2, best_metric="eval/bleu"), tmp_path / "w")

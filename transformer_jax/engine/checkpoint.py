@@ -127,3 +127,56 @@ def average_params(manager: ocp.CheckpointManager, steps: list[int], abstract_pa
     log.info("averaged params of checkpoints %s", steps)
     return jax.tree_util.tree_map(
         lambda t, a: (t / len(steps)).astype(a.dtype), total, abstract_params)
+
+
+BEST_SUBDIR = "best"
+
+
+class BestParams:
+    """The params of the best evaluation so far, kept apart from the rolling checkpoints
+    in ``<workdir>/best`` (fine-tuning keeps the best epoch by the task's main metric).
+
+    One checkpoint: params only, with metadata naming the metric, its value and the step.
+    Saved synchronously: it is rare, and a later step must never see a half-written best.
+    """
+
+    def __init__(self, workdir: str, metric: str, mode: str):
+        if mode not in ("max", "min"):
+            raise ValueError(f"config.best_mode={mode!r}: use 'max' or 'min'")
+        self.metric, self.mode = metric, mode
+        self.manager = ocp.CheckpointManager(
+            epath.Path(workdir) / BEST_SUBDIR,
+            options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
+                                                 enable_async_checkpointing=False),
+            item_names=("params", "metadata"))
+        latest = self.manager.latest_step()
+        self.best_value = (None if latest is None else
+                           self.manager.restore(latest, args=ocp.args.Composite(
+                               metadata=ocp.args.JsonRestore()))["metadata"]["value"])
+
+    def improves(self, value: float) -> bool:
+        if self.best_value is None:
+            return True
+        return value > self.best_value if self.mode == "max" else value < self.best_value
+
+    def update(self, step: int, params: Any, results: dict, metadata: dict) -> bool:
+        """Saves ``params`` if ``results[metric]`` beats the best so far; returns whether."""
+        if self.metric not in results:
+            raise ValueError(f"config.best_metric={self.metric!r} is not among the eval "
+                             f"metrics {sorted(results)}: pick one of them")
+        value = float(results[self.metric])
+        if not self.improves(value):
+            return False
+        metadata = dict(metadata, metric=self.metric, value=value, step=step)
+        self.manager.save(step, args=ocp.args.Composite(
+            params=ocp.args.StandardSave(params),
+            metadata=ocp.args.JsonSave(json.loads(json.dumps(metadata, default=str)))),
+            force=True)
+        self.manager.wait_until_finished()
+        self.best_value = value
+        log.info("new best %s=%.4f at step %d: params saved in %s", self.metric, value, step,
+                 self.manager.directory)
+        return True
+
+    def close(self) -> None:
+        self.manager.close()

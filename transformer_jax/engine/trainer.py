@@ -67,6 +67,7 @@ class Trainer:
                  devices: Sequence[jax.Device] | None = None):
         """``devices``: the mesh's devices (default all), e.g. one device as a reference."""
         self.config, self.workdir, self.task = config, workdir, task
+        self.best: ckpt.BestParams | None = None  # set in run(): it writes to the workdir
         self.rules = sharding_lib.logical_rules(config.sharding.preset)
         self.mesh = sharding_lib.make_mesh(config.sharding.preset, dict(config.sharding.mesh),
                                            devices=devices)
@@ -179,6 +180,9 @@ class Trainer:
             # Restore (and its compatibility checks) before anything is written, so a run
             # refused at start leaves the workdir exactly as it was.
             state = self.restore_or_init()
+            self.best = (ckpt.BestParams(self.workdir, self.config.best_metric,
+                                         self.config.best_mode)
+                         if self.config.get("best_metric") else None)
             metrics_lib.log_once(sharding_lib.describe_shardings(self.state_shardings.params),
                                  f"params: {state_lib.param_count(state.params):,}; shardings:")
             writer = metrics_lib.SummaryWriter(self.workdir)
@@ -189,6 +193,8 @@ class Trainer:
                 # still in flight is completed, so the checkpoint an error names exists.
                 self.manager.wait_until_finished()
                 writer.close()
+                if self.best:
+                    self.best.close()
 
     def _train_loop(self, state: TrainState, writer: metrics_lib.SummaryWriter) -> dict:
         cfg = self.config
@@ -249,6 +255,8 @@ class Trainer:
             self.save(state, step)
         if eval_now:
             results = self.evaluate(state)
+            if self.best:
+                self.best.update(step, state.params, results, self.metadata(step))
             writer.scalars(step, results)
             if jax.process_index() == 0:
                 log.info("eval at step %d: %s", step,
