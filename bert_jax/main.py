@@ -29,11 +29,10 @@ def main(argv):
     # Imported after set-up so TensorFlow never claims an accelerator.
     import tensorflow as tf
 
-    from bert_jax.pretraining.task import PretrainingTask
     from transformer_jax.engine import trainer
 
     try:
-        task = PretrainingTask(FLAGS.config, FLAGS.workdir)
+        task = make_task(FLAGS.config, FLAGS.workdir)
         results = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir, task)
     except (FileNotFoundError, FileExistsError, ValueError, FloatingPointError,
             tf.errors.OpError) as error:
@@ -41,6 +40,21 @@ def main(argv):
         sys.exit(f"error: {runtime.last_line(error)}")
     logging.getLogger("bert_jax").info(
         "final: %s", ", ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))
+
+
+def make_task(config, workdir: str):
+    """Pretraining, or fine-tuning (``config.kind == "finetune"``) with epochs as steps."""
+    if config.get("kind", "pretrain") == "finetune":
+        from bert_jax.finetuning import recipe
+        from bert_jax.finetuning.classification import ClassificationTask
+
+        task = ClassificationTask(config, workdir)
+        per_epoch = task.steps_per_epoch(config.batch_size)
+        recipe.apply_epochs(config, per_epoch, task.main_metric)
+        return task
+    from bert_jax.pretraining.task import PretrainingTask
+
+    return PretrainingTask(config, workdir)
 
 
 def cli() -> None:

@@ -58,8 +58,13 @@ def make_config(corpus: str, **overrides):
     c = bert_pretrain.get_config("size=tiny")
     c.model.update(dict(num_layers=2, hidden_size=32, num_heads=4, intermediate_size=37,
                         max_position_embeddings=29))
-    c.data.update(dict(source="files", input_files=corpus, eval_fraction=0.25, vocab_size=120,
-                       max_seq_length=23, max_predictions_per_seq=5))
+    # An explicit held-out file: a hash split of 24 documents named by their (temporary)
+    # path could hold out none of them.
+    held_out = os.path.join(os.path.dirname(corpus), "held_out.txt")
+    if not os.path.exists(held_out):
+        write_corpus(held_out, num_documents=5, seed=7)
+    c.data.update(dict(source="files", input_files=corpus, eval_input_files=held_out,
+                       vocab_size=120, max_seq_length=23, max_predictions_per_seq=5))
     c.update(dict(batch_size=8, eval_batch_size=8, num_train_steps=STEPS, log_every=1,
                   eval_every=STEPS, checkpoint_every=3, keep_checkpoints=5,
                   async_checkpoints=False))
@@ -216,6 +221,7 @@ def test_main_bad_input_is_one_line(corpus, tmp_path, case, flags, message):
     paths = dict(empty=tmp_path / "empty.txt", latin1=tmp_path / "latin1.txt",
                  missing=tmp_path / "nope*.txt", corpus=corpus, vocab=tmp_path / "vocab.txt")
     result = _main(tmp_path / "work", "--config.data.source=files",
+                   f"--config.data.eval_input_files={corpus}",
                    *(f.format(**paths) for f in flags))
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
