@@ -22,9 +22,9 @@ import tempfile
 import jax
 import numpy as np
 from absl import app, flags
-from ml_collections import config_flags
 
 from transformer_jax import runtime
+from transformer_jax import benchmarking
 from transformer_jax.benchmarking import benchmark_train_step, measure_peak_flops
 
 FLAGS = flags.FLAGS
@@ -116,14 +116,8 @@ def _hugging_face(cfg, config, batch, steps: int, warmup: int, required: bool) -
 
 
 def define_flags() -> None:
-    """Flags are defined when the program starts, not on import, so both benchmarks (and
-    tests) can import each other's functions without a duplicate-flag error."""
-    config_flags.DEFINE_config_file("config", None, "Config file (configs/bert_pretrain.py:...).",
-                                    lock_config=True)
-    flags.DEFINE_integer("batch_size", 8, "Global batch size (sequences).")
-    flags.DEFINE_integer("steps", 10, "Timed steps (after warm-up).")
-    flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
-    flags.DEFINE_integer("peak_size", 2048, "Side of the square matmul that measures the peak.")
+    benchmarking.define_common_flags("Config file (configs/bert_pretrain.py:...).",
+                                     default_batch_size=8)
     flags.DEFINE_enum("compare_hf", "auto", ["auto", "yes", "no"],
                       "Time Hugging Face's BertForPreTraining too: auto = when installed.")
 

@@ -14,6 +14,7 @@ from jax.sharding import PartitionSpec
 
 from bert_jax.heads import BertForPreTraining, MaskedLMHead, gather_positions
 from bert_jax.model import BERT_SIZES, BertConfig, BertEncoder
+from tiny import padded_bert_inputs
 
 B, L, D, V, P = 3, 7, 32, 29, 3
 TINY = dict(vocab_size=V, hidden_size=D, num_layers=2, num_heads=4, intermediate_size=37,
@@ -27,13 +28,7 @@ def tiny_config(**overrides) -> BertConfig:
 
 def make_batch(length: int = L, seed: int = 0):
     """ids/mask/segments [B, length] with rows padded past REAL_LENGTHS; positions [B, P]."""
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(5, V, size=(B, length)).astype(np.int32)
-    mask = np.zeros((B, length), np.int32)
-    segments = np.zeros((B, length), np.int32)
-    for b, n in enumerate(REAL_LENGTHS):
-        mask[b, :n] = 1
-        segments[b, n // 2:n] = 1
+    ids, mask, segments = padded_bert_inputs(V, REAL_LENGTHS, length, seed)
     positions = np.array([[1, 4, 6], [0, 2, 4], [1, 2, 2]], np.int32)  # all at real tokens
     return ids, mask, segments, positions
 

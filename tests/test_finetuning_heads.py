@@ -17,6 +17,7 @@ from bert_jax.finetuning.heads import (BertForMultipleChoice, BertForQuestionAns
                                        BertForTokenClassification)
 from bert_jax.heads import BertForPreTraining
 from bert_jax.model import BertConfig, BertEncoder
+from tiny import padded_bert_inputs
 
 B, C, L, D, V, K = 3, 3, 7, 32, 53, 5
 TINY = dict(vocab_size=V, hidden_size=D, num_layers=2, num_heads=4, intermediate_size=37,
@@ -45,14 +46,7 @@ def tiny_config(**overrides) -> BertConfig:
 
 def make_batch(length: int = L, seed: int = 0):
     """ids/mask/segments int32 [B, length], rows padded past REAL_LENGTHS."""
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(5, V, size=(B, length)).astype(np.int32)
-    mask = np.zeros((B, length), np.int32)
-    segments = np.zeros((B, length), np.int32)
-    for b, n in enumerate(REAL_LENGTHS):
-        mask[b, :n] = 1
-        segments[b, n // 2:n] = 1
-    return ids, mask, segments
+    return padded_bert_inputs(V, REAL_LENGTHS, length, seed)
 
 
 def make_choices(length: int = L, seed: int = 0):

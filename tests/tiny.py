@@ -26,3 +26,20 @@ BOS_ID = 2
 def tiny_transformer_config(**overrides) -> TransformerConfig:
     """A 2+2-layer Transformer with d_model 32, 4 heads, d_ff 37, vocabulary 13."""
     return TransformerConfig.from_dict({**TINY_TRANSFORMER, **overrides})
+
+
+def padded_bert_inputs(vocab_size: int, real_lengths: tuple[int, ...], length: int,
+                       seed: int = 0):
+    """BERT inputs, int32 [B, length] with B = len(real_lengths): random non-special ids,
+    input_mask 1 on the first real_lengths[b] positions of row b, segment 1 on the second
+    half of the real tokens (0 elsewhere, padding included)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(5, vocab_size, size=(len(real_lengths), length)).astype(np.int32)
+    mask = np.zeros(ids.shape, np.int32)
+    segments = np.zeros(ids.shape, np.int32)
+    for b, n in enumerate(real_lengths):
+        mask[b, :n] = 1
+        segments[b, n // 2:n] = 1
+    return ids, mask, segments

@@ -14,9 +14,9 @@ matmul units actually deliver.
 import jax
 import numpy as np
 from absl import app, flags
-from ml_collections import config_flags
 
 from transformer_jax import runtime
+from transformer_jax import benchmarking
 from transformer_jax.benchmarking import benchmark_train_step, measure_peak_flops
 
 FLAGS = flags.FLAGS
@@ -92,16 +92,9 @@ def print_results(r: dict[str, float], cfg, batch_size, source_length, target_le
 
 
 def define_flags() -> None:
-    """Flags are defined when the program starts, not on import, so both benchmarks (and
-    tests) can import each other's functions without a duplicate-flag error."""
-    config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py[:arg]).",
-                                    lock_config=True)
-    flags.DEFINE_integer("batch_size", 16, "Global batch size (sequences).")
+    benchmarking.define_common_flags("Config file (configs/*.py[:arg]).", default_batch_size=16)
     flags.DEFINE_integer("source_length", 64, "Source tokens per sequence.")
     flags.DEFINE_integer("target_length", 64, "Target tokens per sequence.")
-    flags.DEFINE_integer("steps", 10, "Timed steps (after warm-up).")
-    flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
-    flags.DEFINE_integer("peak_size", 2048, "Side of the square matmul that measures the peak.")
 
 
 def main(argv):

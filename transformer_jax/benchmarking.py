@@ -1,6 +1,7 @@
 """Timing pieces shared by the benchmarks (``transformer_jax.bench``, ``bert_jax.bench``):
 the measured matmul peak that MFU divides by, and the compiled train step's timing.
-Kept free of absl flags so that each benchmark program can define its own."""
+Flags are defined by ``define_common_flags`` when a benchmark program starts, never on
+import, so the benchmarks (and tests) can import each other's functions."""
 
 import statistics
 import time
@@ -69,3 +70,15 @@ def benchmark_train_step(trainer, batch: dict[str, np.ndarray], steps: int,
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return {"compile_s": compile_s, "step_s": statistics.median(times),
             "xla_flops": float((cost or {}).get("flops", 0.0))}
+
+
+def define_common_flags(config_help: str, default_batch_size: int) -> None:
+    """--config, --batch_size, --steps, --warmup, --peak_size: what every benchmark takes."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    config_flags.DEFINE_config_file("config", None, config_help, lock_config=True)
+    flags.DEFINE_integer("batch_size", default_batch_size, "Global batch size (sequences).")
+    flags.DEFINE_integer("steps", 10, "Timed steps (after warm-up).")
+    flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
+    flags.DEFINE_integer("peak_size", 2048, "Side of the square matmul that measures the peak.")
