@@ -173,9 +173,6 @@ def test_epoch_pairs_is_a_pure_function_of_seed_and_epoch():
     assert as_tuples(pairs.epoch_pairs(documents, rules, SPECIAL, seed=4, epoch=0)) == first
     assert as_tuples(pairs.epoch_pairs(documents, rules, SPECIAL, seed=4, epoch=1)) != first
     assert as_tuples(pairs.epoch_pairs(documents, rules, SPECIAL, seed=5, epoch=0)) != first
-    # endless_pairs is epoch 0, then epoch 1, ...
-    endless = pairs.endless_pairs(documents, rules, SPECIAL, seed=4)
-    assert as_tuples(next(endless) for _ in range(len(first))) == first
     for too_few in ([], documents[:1]):
         with pytest.raises(ValueError, match="at least 2 documents"):
             pairs.epoch_pairs(too_few, rules, SPECIAL, seed=4, epoch=0)

@@ -132,12 +132,3 @@ def epoch_pairs(documents: Sequence[TokenizedDocument], rules: PairRules, specia
              for pair in document_pairs(documents, index, rules, special, rng)]
     rng.shuffle(pairs)
     return pairs
-
-
-def endless_pairs(documents: Sequence[TokenizedDocument], rules: PairRules,
-                  special: SpecialIds, seed: int) -> Iterator[dict[str, np.ndarray]]:
-    """Epoch after epoch of fresh pairs (the generator behind the training dataset)."""
-    epoch = 0
-    while True:
-        yield from epoch_pairs(documents, rules, special, seed, epoch)
-        epoch += 1

@@ -28,13 +28,6 @@ from bert_jax.tokenization import FullTokenizer
 
 Batch = dict[str, np.ndarray]
 
-_PAIR_SIGNATURE = {
-    "input_ids": tf.TensorSpec([None], tf.int32),
-    "segment_ids": tf.TensorSpec([None], tf.int32),
-    "next_sentence_labels": tf.TensorSpec([], tf.int32),
-}
-
-
 @dataclasses.dataclass(frozen=True)
 class ExampleSpec:
     """What the model sees: pair rules, masking rules, and the vocabulary's special ids."""
