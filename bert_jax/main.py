@@ -46,9 +46,12 @@ def make_task(config, workdir: str):
     """Pretraining, or fine-tuning (``config.kind == "finetune"``) with epochs as steps."""
     if config.get("kind", "pretrain") == "finetune":
         from bert_jax.finetuning import recipe
-        from bert_jax.finetuning.classification import ClassificationTask
 
-        task = ClassificationTask(config, workdir)
+        if config.data.family == "squad":
+            from bert_jax.finetuning.question_answering import QuestionAnsweringTask as cls
+        else:
+            from bert_jax.finetuning.classification import ClassificationTask as cls
+        task = cls(config, workdir)
         per_epoch = task.steps_per_epoch(config.batch_size)
         recipe.apply_epochs(config, per_epoch, task.main_metric)
         return task

@@ -1,4 +1,4 @@
-"""Fine-tuning BERT on a sentence(-pair) classification or regression task.
+"""Fine-tuning BERT: sentence(-pair) classification / regression, and SQuAD.
 
   # The offline demo: a WNLI-style pronoun task, from the pretraining main job's workdir.
   python -m bert_jax.main --config=configs/bert_finetune.py:task=demo \
@@ -7,10 +7,12 @@
   python -m bert_jax.main --config=configs/bert_finetune.py:task=mrpc \
       --config.init_checkpoint=uncased_L-12_H-768_A-12 --workdir=/tmp/mrpc
 
-Tasks: cola sst2 mrpc qqp stsb mnli qnli rte wnli, and demo. The BERT paper's fine-tuning
-recipe: batch 32, lr from {5e-5, 3e-5, 2e-5}, 3 epochs, 10% linear warmup then linear decay,
-AdamW with weight decay 0.01 (none on LayerNorm and biases). The dev set is evaluated every
-epoch and the best epoch's params (by the task's main metric) are kept in <workdir>/best.
+Tasks: cola sst2 mrpc qqp stsb mnli qnli rte wnli, demo, and squad11 / squad20 (from the
+official JSON files: --config.data.train_file=... --config.data.dev_file=...).
+The BERT paper's fine-tuning recipe: batch 32, lr from {5e-5, 3e-5, 2e-5}, 3 epochs, 10%
+linear warmup then linear decay, AdamW with weight decay 0.01 (none on LayerNorm and
+biases). The dev set is evaluated every epoch and the best epoch's params (by the task's
+main metric) are kept in <workdir>/best.
 """
 
 import ml_collections
@@ -20,15 +22,19 @@ from configs import common
 GLUE = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
 
 
+SQUAD = ("squad11", "squad20")
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     task = common.parse_arg(arg, task="mrpc")["task"]
-    if task not in GLUE + ("demo",):
-        raise ValueError(f"unknown task {task!r}; choose one of {list(GLUE) + ['demo']}")
-    c = common.engine_config()
-    c.kind = "finetune"            # read by bert_jax.main: which task class to build
-    c.model = ml_collections.ConfigDict(dict(hidden_dropout=0.1, attention_dropout=0.1,
-                                             dtype="float32", param_dtype="float32"))
+    if task not in GLUE + SQUAD + ("demo",):
+        raise ValueError(f"unknown task {task!r}; choose one of "
+                         f"{list(GLUE + SQUAD) + ['demo']}")
+    if task in SQUAD:
+        return squad_config(task == "squad20")
+    c = finetune_base()
     c.data = ml_collections.ConfigDict(dict(
+        family="classification",   # read by bert_jax.main: which task class to build
         task="wnli" if task == "demo" else task,
         metric_task="",            # "" = the task's own (mnli: mnli_matched on dev_matched)
         source="demo" if task == "demo" else "tfds",   # tfds | files | demo
@@ -37,6 +43,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         vocab_file="", do_lower_case=True, max_seq_length=128))
     if task == "mnli":
         c.data.metric_task = "mnli_matched"
+    if task == "demo":
+        c.data.max_seq_length = 48
+        c.optimizer.learning_rate = 1e-4   # a 2-layer model fine-tunes faster at a higher rate
+    return c
+
+
+def finetune_base() -> ml_collections.ConfigDict:
+    """What every fine-tuning run shares: BERT's recipe, epochs, init_checkpoint."""
+    c = common.engine_config()
+    c.kind = "finetune"            # read by bert_jax.main: pretraining or fine-tuning
+    c.model = ml_collections.ConfigDict(dict(hidden_dropout=0.1, attention_dropout=0.1,
+                                             dtype="float32", param_dtype="float32"))
     c.init_checkpoint = ""         # required: TF / Hugging Face / pretraining workdir
     c.num_train_epochs = 3.0       # bert_jax.main turns epochs into steps
     c.warmup_fraction = 0.1
@@ -46,7 +64,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.batch_size = 32
     c.eval_batch_size = 64
     c.keep_checkpoints = 2
-    if task == "demo":
-        c.data.max_seq_length = 48
-        c.optimizer.learning_rate = 1e-4   # a 2-layer model fine-tunes faster at a higher rate
+    return c
+
+
+def squad_config(version_2: bool) -> ml_collections.ConfigDict:
+    """SQuAD from the official JSON files, run_squad.py's settings (seq 384, stride 128)."""
+    c = finetune_base()
+    c.data = ml_collections.ConfigDict(dict(
+        family="squad", train_file="", dev_file="", vocab_file="", do_lower_case=True,
+        max_seq_length=384, doc_stride=128, max_query_length=64, max_answer_length=30,
+        version_2_with_negative=version_2, null_score_diff_threshold=0.0))
+    c.optimizer.learning_rate = 3e-5
+    c.num_train_epochs = 2.0
     return c

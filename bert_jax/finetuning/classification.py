@@ -17,14 +17,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tensorflow as tf
-from jax.experimental import multihost_utils
 
 from bert_jax import interop, warm_start
-from bert_jax.finetuning import batching, glue_data, metrics
+from bert_jax.finetuning import batching, glue_data, metrics, prediction
 from bert_jax.finetuning.heads import BertForSequenceClassification
 from bert_jax.tokenization import FullTokenizer
 from transformer_jax.engine import losses
-from transformer_jax.engine import sharding as sharding_lib
 from transformer_jax.engine.task import Task
 
 log = logging.getLogger(__name__)
@@ -161,21 +159,8 @@ class ClassificationTask(Task):
         """Logits ([N, K], or [N] for regression) of every row of ``arrays``, all hosts."""
         if self._predict is None:
             self._predict = jax.jit(lambda p, b: self._logits(p, b, True))
-        per_host = self.config.eval_batch_size // jax.process_count()
-        outputs = [multihost_utils.process_allgather(  # the global [B, ...] array
-            self._predict(params, sharding_lib.global_batch(batch, mesh)), tiled=True)
-            for batch in batching.eval_batches(arrays, batch_size_per_host=per_host,
-                                               process_index=jax.process_index(),
-                                               process_count=jax.process_count())]
-        # Each global batch is the hosts' local batches in process order.
-        stacked = np.stack([np.asarray(o).reshape((jax.process_count(), per_host)
-                                                  + o.shape[1:]) for o in outputs], 1)
-        total = batching.num_rows(arrays)
-        result = np.zeros((total,) + stacked.shape[3:], stacked.dtype)
-        for host in range(jax.process_count()):
-            rows = batching.host_rows(total, host, jax.process_count())
-            result[rows] = stacked[host].reshape((-1,) + stacked.shape[3:])[:len(rows)]
-        return result
+        return prediction.predict_rows(self._predict, params, arrays, mesh,
+                                       self.config.eval_batch_size)
 
     def evaluate_extra(self, params, step, mesh) -> dict[str, float]:
         logits = self.predict(params, self.dev, mesh)

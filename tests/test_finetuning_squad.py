@@ -1,0 +1,103 @@
+"""SQuAD fine-tuning on the engine: official JSON in, windows with doc stride, the official
+exact match / F1 after n-best post-processing every epoch, the best epoch kept."""
+import json
+import random
+
+import jax
+import pytest
+
+import bert_fixtures
+import run_helpers
+from bert_jax import main as bert_main
+from bert_jax.finetuning import squad_metrics
+from configs import bert_finetune
+from transformer_jax.engine import checkpoint as ckpt
+from transformer_jax.engine.trainer import Trainer
+
+WORDS = [w for w in bert_fixtures.VOCAB[5:] if w.isalpha()]
+
+
+def squad_json(num_paragraphs: int, seed: int, version_2: bool = False) -> dict:
+    rng = random.Random(seed)
+    articles = []
+    for p in range(num_paragraphs):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(14, 22))]
+        context = " ".join(words)
+        qas = []
+        for q in range(2):
+            start = rng.randint(0, len(words) - 3)
+            answer = " ".join(words[start:start + 2])
+            offset = len(" ".join(words[:start])) + (1 if start else 0)
+            impossible = version_2 and q == 1
+            qa = {"id": f"p{p}q{q}", "question": " ".join(rng.choice(WORDS) for _ in range(3)),
+                  "answers": [] if impossible else [{"text": answer, "answer_start": offset}]}
+            if version_2:
+                qa["is_impossible"] = impossible
+            qas.append(qa)
+        articles.append({"title": f"t{p}", "paragraphs": [{"context": context, "qas": qas}]})
+    return {"version": "2.0" if version_2 else "1.1", "data": articles}
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["v1.1", "v2.0"])
+def squad_run(request, tmp_path_factory):
+    version_2 = request.param
+    root = tmp_path_factory.mktemp("squad")
+    bert_fixtures.write_tf_checkpoint(str(root / "google"), bert_fixtures.random_weights())
+    for name, count, seed in (("train.json", 6, 0), ("dev.json", 3, 1)):
+        (root / name).write_text(json.dumps(squad_json(count, seed, version_2)))
+    config = bert_finetune.get_config("task=squad20" if version_2 else "task=squad11")
+    config.init_checkpoint = str(root / "google")
+    config.data.update(dict(train_file=str(root / "train.json"), dev_file=str(root / "dev.json"),
+                            max_seq_length=19, doc_stride=4, max_query_length=5))
+    config.update(dict(batch_size=8, eval_batch_size=8, num_train_epochs=2.0,
+                       async_checkpoints=False))
+    workdir = str(root / "work")
+    task = bert_main.make_task(config, workdir)
+    trainer = Trainer(config, workdir, task)
+    trainer.run()
+    return workdir, config, task, trainer
+
+
+def test_windows_epochs_and_official_metrics(squad_run):
+    workdir, config, task, _ = squad_run
+    # Contexts of 14-22 words in 19-token windows: several windows per question.
+    assert len(task.dev_features) > len(task.dev_examples)
+    per_epoch = task.steps_per_epoch(8)
+    assert config.num_train_steps == 2 * per_epoch and config.best_metric == "eval/f1"
+    f1 = run_helpers.scalars(workdir, "eval/f1")
+    assert sorted(f1) == [per_epoch, 2 * per_epoch]
+    assert all(0.0 <= v <= 100.0 for v in f1.values())
+    if config.data.version_2_with_negative:
+        for key in ("eval/HasAns_f1", "eval/NoAns_f1", "eval/best_f1"):
+            assert run_helpers.scalars(workdir, key), key
+    else:
+        assert run_helpers.scalars(workdir, "eval/exact_match")
+    best = ckpt.BestParams(workdir, "eval/f1", "max")
+    assert len(best.manager.all_steps()) == 1
+    best.close()
+
+
+def test_predictions_cover_every_dev_question_and_score_officially(squad_run):
+    workdir, config, task, trainer = squad_run
+    with jax.set_mesh(trainer.mesh):
+        params = ckpt.restore_params(workdir, trainer.abstract_state.params)
+        answers = task.predictions(params, trainer.mesh)
+        extra = task.evaluate_extra(params, 0, trainer.mesh)
+    assert set(answers.predictions) == {e.qas_id for e in task.dev_examples}
+    if config.data.version_2_with_negative:
+        expected = squad_metrics.evaluate_v2(task.dev_json, answers.predictions,
+                                             na_probs=answers.null_odds)
+    else:
+        expected = squad_metrics.evaluate_v1(task.dev_json, answers.predictions)
+        contexts = {qa["id"]: p["context"] for a in task.dev_json for p in a["paragraphs"]
+                    for qa in p["qas"]}
+        for qas_id, text in answers.predictions.items():
+            assert text in contexts[qas_id]  # a span of the context, never of the question
+    assert extra == pytest.approx(expected)
+
+
+def test_missing_files_are_named(tmp_path):
+    config = bert_finetune.get_config("task=squad11")
+    config.init_checkpoint = str(tmp_path)
+    with pytest.raises(ValueError, match="needs data.train_file and data.dev_file"):
+        bert_main.make_task(config, str(tmp_path / "w"))
