@@ -47,17 +47,27 @@ def make_task(config, workdir: str):
     if config.get("kind", "pretrain") == "finetune":
         from bert_jax.finetuning import recipe
 
-        if config.data.family == "squad":
-            from bert_jax.finetuning.question_answering import QuestionAnsweringTask as cls
-        else:
-            from bert_jax.finetuning.classification import ClassificationTask as cls
-        task = cls(config, workdir)
+        task = finetune_task_class(config.data.family)(config, workdir)
         per_epoch = task.steps_per_epoch(config.batch_size)
         recipe.apply_epochs(config, per_epoch, task.main_metric)
         return task
     from bert_jax.pretraining.task import PretrainingTask
 
     return PretrainingTask(config, workdir)
+
+
+def finetune_task_class(family: str):
+    """The task class of a fine-tuning family (imported on demand)."""
+    import importlib
+
+    families = {"classification": "classification.ClassificationTask",
+                "squad": "question_answering.QuestionAnsweringTask",
+                "ner": "token_classification.TokenClassificationTask",
+                "multiple_choice": "multiple_choice.MultipleChoiceTask"}
+    if family not in families:
+        raise ValueError(f"unknown data.family {family!r}; use one of {sorted(families)}")
+    module, name = families[family].split(".")
+    return getattr(importlib.import_module(f"bert_jax.finetuning.{module}"), name)
 
 
 def cli() -> None:

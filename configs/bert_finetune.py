@@ -1,4 +1,4 @@
-"""Fine-tuning BERT: sentence(-pair) classification / regression, and SQuAD.
+"""Fine-tuning BERT: classification / regression, SQuAD, NER and multiple choice.
 
   # The offline demo: a WNLI-style pronoun task, from the pretraining main job's workdir.
   python -m bert_jax.main --config=configs/bert_finetune.py:task=demo \
@@ -7,8 +7,9 @@
   python -m bert_jax.main --config=configs/bert_finetune.py:task=mrpc \
       --config.init_checkpoint=uncased_L-12_H-768_A-12 --workdir=/tmp/mrpc
 
-Tasks: cola sst2 mrpc qqp stsb mnli qnli rte wnli, demo, and squad11 / squad20 (from the
-official JSON files: --config.data.train_file=... --config.data.dev_file=...).
+Tasks: cola sst2 mrpc qqp stsb mnli qnli rte wnli, demo; squad11 / squad20 (from the
+official JSON files: --config.data.train_file=... --config.data.dev_file=...); conll2003
+(TFDS, or CoNLL files with data.source=files); swag (its CSV files).
 The BERT paper's fine-tuning recipe: batch 32, lr from {5e-5, 3e-5, 2e-5}, 3 epochs, 10%
 linear warmup then linear decay, AdamW with weight decay 0.01 (none on LayerNorm and
 biases). The dev set is evaluated every epoch and the best epoch's params (by the task's
@@ -23,15 +24,23 @@ GLUE = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
 
 
 SQUAD = ("squad11", "squad20")
+OTHERS = ("conll2003", "swag")
+# CoNLL-2003 NER tags in the TFDS order.
+CONLL2003_LABELS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC",
+                    "I-MISC")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     task = common.parse_arg(arg, task="mrpc")["task"]
-    if task not in GLUE + SQUAD + ("demo",):
+    if task not in GLUE + SQUAD + OTHERS + ("demo",):
         raise ValueError(f"unknown task {task!r}; choose one of "
-                         f"{list(GLUE + SQUAD) + ['demo']}")
+                         f"{list(GLUE + SQUAD + OTHERS) + ['demo']}")
     if task in SQUAD:
         return squad_config(task == "squad20")
+    if task == "conll2003":
+        return ner_config()
+    if task == "swag":
+        return swag_config()
     c = finetune_base()
     c.data = ml_collections.ConfigDict(dict(
         family="classification",   # read by bert_jax.main: which task class to build
@@ -76,4 +85,27 @@ def squad_config(version_2: bool) -> ml_collections.ConfigDict:
         version_2_with_negative=version_2, null_score_diff_threshold=0.0))
     c.optimizer.learning_rate = 3e-5
     c.num_train_epochs = 2.0
+    return c
+
+
+def ner_config() -> ml_collections.ConfigDict:
+    """CoNLL-2003 NER: column files (data.source=files) or TFDS conll2003."""
+    c = finetune_base()
+    c.data = ml_collections.ConfigDict(dict(
+        family="ner", source="tfds", tfds_name="conll2003", data_dir="", train_split="train",
+        eval_split="dev", train_file="", dev_file="", labels=list(CONLL2003_LABELS),
+        vocab_file="",
+        do_lower_case=True,        # False with a cased checkpoint (NER is usually cased)
+        max_seq_length=128))
+    c.optimizer.learning_rate = 5e-5
+    return c
+
+
+def swag_config() -> ml_collections.ConfigDict:
+    """SWAG multiple choice from its CSV files (train.csv / val.csv)."""
+    c = finetune_base()
+    c.data = ml_collections.ConfigDict(dict(
+        family="multiple_choice", train_file="", dev_file="", vocab_file="",
+        do_lower_case=True, max_seq_length=128))
+    c.batch_size = 16             # x 4 choices = 64 sequences per step
     return c
