@@ -237,3 +237,26 @@ def write_torch_archive(path: str, data_pkl: bytes, storages: dict[str, bytes]) 
         for key, data in storages.items():
             archive.writestr(f"archive/data/{key}", data)
         archive.writestr("archive/version", "3\n")
+
+
+def fine_tune(root, task: str, max_seq_length: int, **data):
+    """A 2-epoch fine-tuning run of configs/bert_finetune.py:task=<task> from a Google-layout
+    TF checkpoint of random weights written under ``root``; batch 8.
+
+    Returns (workdir, config, task, trainer) after training.
+    """
+    from bert_jax import main as bert_main
+    from configs import bert_finetune
+    from transformer_jax.engine.trainer import Trainer
+
+    write_tf_checkpoint(str(root / "google"), random_weights())
+    config = bert_finetune.get_config(f"task={task}")
+    config.init_checkpoint = str(root / "google")
+    config.data.update(dict(max_seq_length=max_seq_length, **data))
+    config.update(dict(batch_size=8, eval_batch_size=8, num_train_epochs=2.0,
+                       async_checkpoints=False))
+    workdir = str(root / "work")
+    task_ = bert_main.make_task(config, workdir)
+    trainer = Trainer(config, workdir, task_)
+    trainer.run()
+    return workdir, config, task_, trainer

@@ -32,19 +32,10 @@ def write_mrpc(directory, rows: int, seed: int, name: str) -> None:
 @pytest.fixture(scope="module")
 def mrpc_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("mrpc")
-    bert_fixtures.write_tf_checkpoint(str(root / "google"), bert_fixtures.random_weights())
     write_mrpc(root, 27, 0, "train.tsv")
     write_mrpc(root, 11, 1, "dev.tsv")
-    config = bert_finetune.get_config("task=mrpc")
-    config.init_checkpoint = str(root / "google")
-    config.data.update(dict(source="files", data_dir=str(root), max_seq_length=19))
-    config.update(dict(batch_size=8, eval_batch_size=8, num_train_epochs=2.0,
-                       async_checkpoints=False))
-    workdir = str(root / "work")
-    task = bert_main.make_task(config, workdir)
-    trainer = Trainer(config, workdir, task)
-    trainer.run()
-    return workdir, config, task, trainer
+    return bert_fixtures.fine_tune(root, "mrpc", max_seq_length=19, source="files",
+                                   data_dir=str(root))
 
 
 def test_epochs_become_steps_with_an_eval_and_a_best_checkpoint(mrpc_run):

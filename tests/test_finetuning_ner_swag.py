@@ -11,9 +11,7 @@ import bert_fixtures
 import run_helpers
 from bert_jax import main as bert_main
 from bert_jax.finetuning import conlleval
-from configs import bert_finetune
 from transformer_jax.engine import checkpoint as ckpt
-from transformer_jax.engine.trainer import Trainer
 
 WORDS = [w for w in bert_fixtures.VOCAB[5:] if w.isalpha()]
 TAGS = ("O", "B-PER", "I-PER", "B-LOC")
@@ -41,27 +39,14 @@ def write_swag(path, rows: int, seed: int) -> None:
                              say(2), say(3), say(2), say(1), rng.randint(0, 3)])
 
 
-def fine_tune(root, task: str, **data):
-    bert_fixtures.write_tf_checkpoint(str(root / "google"), bert_fixtures.random_weights())
-    config = bert_finetune.get_config(f"task={task}")
-    config.init_checkpoint = str(root / "google")
-    config.data.update(dict(max_seq_length=13, **data))
-    config.update(dict(batch_size=8, eval_batch_size=8, num_train_epochs=2.0,
-                       async_checkpoints=False))
-    workdir = str(root / "work")
-    task_ = bert_main.make_task(config, workdir)
-    trainer = Trainer(config, workdir, task_)
-    trainer.run()
-    return workdir, config, task_, trainer
-
-
 @pytest.fixture(scope="module")
 def ner_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("ner")
     write_conll(root / "train.txt", 23, 0)
     write_conll(root / "dev.txt", 7, 1)
-    return fine_tune(root, "conll2003", source="files", train_file=str(root / "train.txt"),
-                     dev_file=str(root / "dev.txt"), labels=list(TAGS))
+    return bert_fixtures.fine_tune(root, "conll2003", max_seq_length=13, source="files",
+                                   train_file=str(root / "train.txt"),
+                                   dev_file=str(root / "dev.txt"), labels=list(TAGS))
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +54,9 @@ def swag_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("swag")
     write_swag(root / "train.csv", 19, 0)
     write_swag(root / "val.csv", 5, 1)
-    return fine_tune(root, "swag", train_file=str(root / "train.csv"),
-                     dev_file=str(root / "val.csv"))
+    return bert_fixtures.fine_tune(root, "swag", max_seq_length=13,
+                                   train_file=str(root / "train.csv"),
+                                   dev_file=str(root / "val.csv"))
 
 
 def test_ner_scores_every_dev_word_with_conlleval(ner_run):

@@ -12,7 +12,6 @@ from bert_jax import main as bert_main
 from bert_jax.finetuning import squad_metrics
 from configs import bert_finetune
 from transformer_jax.engine import checkpoint as ckpt
-from transformer_jax.engine.trainer import Trainer
 
 WORDS = [w for w in bert_fixtures.VOCAB[5:] if w.isalpha()]
 
@@ -42,20 +41,12 @@ def squad_json(num_paragraphs: int, seed: int, version_2: bool = False) -> dict:
 def squad_run(request, tmp_path_factory):
     version_2 = request.param
     root = tmp_path_factory.mktemp("squad")
-    bert_fixtures.write_tf_checkpoint(str(root / "google"), bert_fixtures.random_weights())
     for name, count, seed in (("train.json", 6, 0), ("dev.json", 3, 1)):
         (root / name).write_text(json.dumps(squad_json(count, seed, version_2)))
-    config = bert_finetune.get_config("task=squad20" if version_2 else "task=squad11")
-    config.init_checkpoint = str(root / "google")
-    config.data.update(dict(train_file=str(root / "train.json"), dev_file=str(root / "dev.json"),
-                            max_seq_length=19, doc_stride=4, max_query_length=5))
-    config.update(dict(batch_size=8, eval_batch_size=8, num_train_epochs=2.0,
-                       async_checkpoints=False))
-    workdir = str(root / "work")
-    task = bert_main.make_task(config, workdir)
-    trainer = Trainer(config, workdir, task)
-    trainer.run()
-    return workdir, config, task, trainer
+    return bert_fixtures.fine_tune(
+        root, "squad20" if version_2 else "squad11", max_seq_length=19,
+        train_file=str(root / "train.json"), dev_file=str(root / "dev.json"), doc_stride=4,
+        max_query_length=5)
 
 
 def test_windows_epochs_and_official_metrics(squad_run):
