@@ -33,7 +33,13 @@ def main(argv):
 
     try:
         task = make_task(FLAGS.config, FLAGS.workdir)
-        results = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir, task)
+        run = trainer.Trainer(FLAGS.config, FLAGS.workdir, task)
+        results = run.run()
+        if FLAGS.config.get("kind") == "finetune":
+            from bert_jax.finetuning.base import write_best_predictions
+
+            for path in write_best_predictions(run, task):
+                logging.getLogger("bert_jax").info("wrote %s", path)
     except (FileNotFoundError, FileExistsError, ValueError, FloatingPointError,
             tf.errors.OpError) as error:
         # Bad corpus or vocab, a workdir of another model, a NaN loss: one line, no traceback.

@@ -18,14 +18,15 @@ from transformer_jax.engine.trainer import Trainer
 WORDS = [w for w in bert_fixtures.VOCAB[5:] if w.isalpha()]
 
 
-def write_mrpc(directory, rows: int, seed: int, name: str) -> None:
+def write_mrpc(directory, rows: int, seed: int, name: str, test: bool = False) -> None:
+    """MRPC's GLUE TSV; the test file has an index instead of the label."""
     rng = random.Random(seed)
-    lines = ["Quality\t#1 ID\t#2 ID\t#1 String\t#2 String"]
+    lines = [f"{'index' if test else 'Quality'}\t#1 ID\t#2 ID\t#1 String\t#2 String"]
     for i in range(rows):
         a = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 6)))
         same = rng.random() < 0.5
         b = a if same else " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 6)))
-        lines.append(f"{int(same)}\t{i}\t{i + 1000}\t{a}\t{b}")
+        lines.append(f"{i if test else int(same)}\t{i}\t{i + 1000}\t{a}\t{b}")
     (directory / name).write_text("\n".join(lines) + "\n")
 
 
@@ -34,6 +35,7 @@ def mrpc_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("mrpc")
     write_mrpc(root, 27, 0, "train.tsv")
     write_mrpc(root, 11, 1, "dev.tsv")
+    write_mrpc(root, 5, 2, "test.tsv", test=True)
     return bert_fixtures.fine_tune(root, "mrpc", max_seq_length=19, source="files",
                                    data_dir=str(root))
 
@@ -132,3 +134,15 @@ def test_config_names_every_glue_task_and_the_demo():
     with pytest.raises(ValueError, match="unknown task"):
         bert_finetune.get_config("task=squad")
     assert os.path.exists(bert_finetune.__file__)
+
+
+def test_glue_submission_file_from_the_best_epoch(mrpc_run):
+    from bert_jax.finetuning.base import write_best_predictions
+
+    _, _, task, trainer = mrpc_run
+    [path] = write_best_predictions(trainer, task)
+    assert path.endswith("/MRPC.tsv")
+    with open(path) as f:
+        lines = f.read().splitlines()
+    assert lines[0] == "index\tprediction" and len(lines) == 6
+    assert all(line.split("\t")[1] in ("0", "1") for line in lines[1:])

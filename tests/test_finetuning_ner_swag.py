@@ -94,3 +94,13 @@ def test_swag_trains_a_softmax_over_four_endings(swag_run):
 def test_unknown_family_is_named():
     with pytest.raises(ValueError, match="unknown data.family 'poetry'"):
         bert_main.finetune_task_class("poetry")
+
+
+def test_ner_best_epoch_predictions_in_conlleval_format(ner_run):
+    from bert_jax.finetuning.base import write_best_predictions
+
+    _, _, task, trainer = ner_run
+    [path] = write_best_predictions(trainer, task)
+    with open(path) as f:
+        result = conlleval.evaluate_text(f.read())
+    assert result["tokens"] == sum(len(s.words) for s in task.dev_sentences)

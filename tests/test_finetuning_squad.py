@@ -92,3 +92,16 @@ def test_missing_files_are_named(tmp_path):
     config.init_checkpoint = str(tmp_path)
     with pytest.raises(ValueError, match="needs data.train_file and data.dev_file"):
         bert_main.make_task(config, str(tmp_path / "w"))
+
+
+def test_best_epoch_predictions_are_written_like_run_squad(squad_run):
+    from bert_jax.finetuning.base import write_best_predictions
+
+    workdir, config, task, trainer = squad_run
+    paths = write_best_predictions(trainer, task)
+    names = {p.rsplit("/", 1)[-1] for p in paths}
+    expected = {"predictions.json", "nbest_predictions.json"}
+    assert names == expected | ({"null_odds.json"} if config.data.version_2_with_negative
+                                else set())
+    with open([p for p in paths if p.endswith("/predictions.json")][0]) as f:
+        assert set(json.load(f)) == {e.qas_id for e in task.dev_examples}

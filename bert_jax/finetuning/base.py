@@ -134,3 +134,26 @@ class FinetuneTask(Task):
         inputs = {k: arrays[k] for k in MODEL_KEYS + ("example_weights",)}
         return prediction.predict_rows(self._predict, params, inputs, mesh,
                                        self.config.eval_batch_size)
+
+    def write_predictions(self, params, mesh, output_dir: str) -> list[str]:
+        """The family's prediction files (GLUE submission, SQuAD predictions.json, CoNLL)
+        for ``params``; returns their paths. Families without files write none."""
+        del params, mesh, output_dir
+        return []
+
+
+def write_best_predictions(trainer, task: FinetuneTask) -> list[str]:
+    """After training: the best epoch's params -> ``<workdir>/predictions/``."""
+    import flax.linen as nn
+
+    from transformer_jax.engine import checkpoint as ckpt
+
+    best = ckpt.BestParams(trainer.workdir, trainer.config.best_metric,
+                           trainer.config.best_mode)
+    try:
+        with jax.set_mesh(trainer.mesh), nn.logical_axis_rules(trainer.rules):
+            params = best.restore(trainer.abstract_state.params)
+            return task.write_predictions(params, trainer.mesh,
+                                          os.path.join(trainer.workdir, "predictions"))
+    finally:
+        best.close()

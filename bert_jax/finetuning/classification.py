@@ -9,10 +9,11 @@ one (``main_metric``) picks the best checkpoint.
 
 import logging
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 
-from bert_jax.finetuning import batching, glue_data, metrics
+from bert_jax.finetuning import batching, glue_data, metrics, submission
 from bert_jax.finetuning.base import FinetuneTask
 from bert_jax.finetuning.heads import BertForSequenceClassification
 from transformer_jax.engine import losses
@@ -71,3 +72,21 @@ class ClassificationTask(FinetuneTask):
         logits = self.predict(params, self.dev, mesh)
         predictions = logits if self.spec.regression else logits.argmax(-1)
         return metrics.glue_metrics(self.metric_task, predictions, self.dev["label_ids"])
+
+    def write_predictions(self, params, mesh, output_dir: str) -> list[str]:
+        """GLUE server submission files for the task's test split(s)."""
+        paths = []
+        for split in ("test",) if self.data.source == "demo" else self.spec.test_splits:
+            try:
+                examples = load_examples(self.data, split)
+            except FileNotFoundError as error:
+                log.warning("no %s split, no submission file for it: %s", split, error)
+                continue
+            arrays = glue_data.featurize(examples, self.tokenizer, self.data.max_seq_length,
+                                         regression=self.spec.regression)
+            logits = self.predict(params, arrays, mesh)
+            predictions = logits if self.spec.regression else logits.argmax(-1)
+            if jax.process_index() == 0:
+                paths.append(submission.write_glue_submission(
+                    self.spec, examples, predictions, output_dir, split=split))
+        return paths

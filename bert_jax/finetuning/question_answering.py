@@ -10,7 +10,9 @@ breakdown and the best no-answer threshold.
 
 import json
 import logging
+import os
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -94,3 +96,20 @@ class QuestionAnsweringTask(FinetuneTask):
             return squad_metrics.evaluate_v2(self.dev_json, answers.predictions,
                                              na_probs=answers.null_odds)
         return squad_metrics.evaluate_v1(self.dev_json, answers.predictions)
+
+    def write_predictions(self, params, mesh, output_dir: str) -> list[str]:
+        """predictions.json, nbest_predictions.json (and null_odds.json for v2.0) of the
+        dev set, as the original run_squad.py writes them."""
+        start, end = self.predict(params, self.dev, mesh)
+        if jax.process_index() != 0:
+            return []
+        results = squad_postprocess.results_from_arrays(self.dev["unique_id"], start, end)
+        squad_postprocess.write_predictions(
+            self.dev_examples, self.dev_features, results, output_dir,
+            max_answer_length=self.data.max_answer_length,
+            do_lower_case=self.data.do_lower_case,
+            version_2_with_negative=self.data.version_2_with_negative,
+            null_score_diff_threshold=self.data.null_score_diff_threshold)
+        names = ["predictions.json", "nbest_predictions.json"]
+        names += ["null_odds.json"] if self.data.version_2_with_negative else []
+        return [os.path.join(output_dir, name) for name in names]

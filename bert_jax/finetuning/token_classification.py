@@ -7,10 +7,13 @@ its F1 picks the best checkpoint.
 """
 
 import logging
+import os
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import tensorflow as tf
 
 from bert_jax.finetuning import conlleval, ner_data
 from bert_jax.finetuning.base import FinetuneTask
@@ -80,3 +83,13 @@ class TokenClassificationTask(FinetuneTask):
         result = conlleval.evaluate_sequences([s.tags for s in self.dev_sentences],
                                               self.predicted_tags(params, mesh))
         return {k: float(result[k]) for k in ("precision", "recall", "f1")}
+
+    def write_predictions(self, params, mesh, output_dir: str) -> list[str]:
+        """The dev set in conlleval's input format: word, gold tag, predicted tag."""
+        tags = self.predicted_tags(params, mesh)
+        if jax.process_index() != 0:
+            return []
+        tf.io.gfile.makedirs(output_dir)
+        path = os.path.join(output_dir, "dev_predictions.conll")
+        ner_data.write_conll_predictions(path, self.dev_sentences, tags)
+        return [path]

@@ -178,5 +178,14 @@ class BestParams:
                  self.manager.directory)
         return True
 
+    def restore(self, abstract_params: Any) -> Any:
+        """The best params, read into the shardings of ``abstract_params``."""
+        step = self.manager.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"no best checkpoint in {self.manager.directory}: run "
+                                    "training with config.best_metric set first")
+        return self.manager.restore(step, args=ocp.args.Composite(
+            params=ocp.args.StandardRestore(abstract_params)))["params"]
+
     def close(self) -> None:
         self.manager.close()
