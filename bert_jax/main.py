@@ -10,6 +10,7 @@ Any config field can be overridden with --config.<field>=<value>; a misspelt fie
 import logging
 import sys
 
+import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -20,6 +21,7 @@ config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, vocab.txt and TensorBoard logs.")
 flags.mark_flags_as_required(["config", "workdir"])
+log = logging.getLogger("bert_jax")
 
 
 def main(argv):
@@ -29,23 +31,55 @@ def main(argv):
     # Imported after set-up so TensorFlow never claims an accelerator.
     import tensorflow as tf
 
-    from transformer_jax.engine import trainer
-
     try:
-        task = make_task(FLAGS.config, FLAGS.workdir)
-        run = trainer.Trainer(FLAGS.config, FLAGS.workdir, task)
-        results = run.run()
-        if FLAGS.config.get("kind") == "finetune":
-            from bert_jax.finetuning.base import write_best_predictions
-
-            for path in write_best_predictions(run, task):
-                logging.getLogger("bert_jax").info("wrote %s", path)
+        if FLAGS.config.get("sweep"):
+            results = sweep(FLAGS.config, FLAGS.workdir)
+        else:
+            results = train_once(FLAGS.config, FLAGS.workdir)
     except (FileNotFoundError, FileExistsError, ValueError, FloatingPointError,
             tf.errors.OpError) as error:
         # Bad corpus or vocab, a workdir of another model, a NaN loss: one line, no traceback.
         sys.exit(f"error: {runtime.last_line(error)}")
-    logging.getLogger("bert_jax").info(
-        "final: %s", ", ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))
+    log.info("final: %s", ", ".join(f"{k}={v:.6g}" for k, v in sorted(results.items())))
+
+
+def train_once(config, workdir: str) -> dict[str, float]:
+    """One run; a fine-tuning run then writes its best epoch's prediction files."""
+    from transformer_jax.engine import trainer
+
+    task = make_task(config, workdir)
+    run = trainer.Trainer(config, workdir, task)
+    results = run.run()
+    if config.get("kind") == "finetune":
+        from bert_jax.finetuning.base import write_best_predictions
+
+        for path in write_best_predictions(run, task):
+            log.info("wrote %s", path)
+        results = dict(results, best=run.best.best_value)
+    return results
+
+
+def sweep(config, workdir: str) -> dict[str, float]:
+    """The BERT paper's grid: one run per learning rate in <workdir>/lr_<rate>, then the
+    best by the task's main metric, reported and written to <workdir>/sweep.json."""
+    import json
+
+    import tensorflow as tf
+
+    runs = {}
+    for rate in config.sweep_learning_rates:
+        run_config = ml_collections.ConfigDict(config.to_dict())
+        run_config.optimizer.learning_rate, run_config.sweep = float(rate), False
+        runs[f"{rate:g}"] = train_once(run_config, f"{workdir}/lr_{rate:g}")
+        log.info("sweep: learning_rate=%g -> best %s=%.4f", rate, run_config.best_metric,
+                 runs[f"{rate:g}"]["best"])
+    pick = max if config.best_mode == "max" else min
+    best_rate = pick(runs, key=lambda rate: runs[rate]["best"])
+    with tf.io.gfile.GFile(f"{workdir}/sweep.json", "w") as f:
+        json.dump({"best_learning_rate": float(best_rate), "runs": runs}, f, indent=1)
+    log.info("sweep: best learning_rate=%s (%s=%.4f); runs in %s/lr_*", best_rate,
+             run_config.best_metric, runs[best_rate]["best"], workdir)
+    return dict(runs[best_rate], learning_rate=float(best_rate))
 
 
 def make_task(config, workdir: str):

@@ -73,6 +73,8 @@ def finetune_base() -> ml_collections.ConfigDict:
     c.batch_size = 32
     c.eval_batch_size = 64
     c.keep_checkpoints = 2
+    c.sweep = False                # True: one run per rate below, the best reported
+    c.sweep_learning_rates = [5e-5, 3e-5, 2e-5]   # the BERT paper's grid
     return c
 
 

@@ -146,3 +146,30 @@ def test_glue_submission_file_from_the_best_epoch(mrpc_run):
         lines = f.read().splitlines()
     assert lines[0] == "index\tprediction" and len(lines) == 6
     assert all(line.split("\t")[1] in ("0", "1") for line in lines[1:])
+
+
+def test_sweep_runs_each_learning_rate_and_reports_the_best(tmp_path):
+    import json
+
+    bert_fixtures.write_tf_checkpoint(str(tmp_path / "google"), bert_fixtures.random_weights())
+    write_mrpc(tmp_path, 17, 0, "train.tsv")
+    write_mrpc(tmp_path, 7, 1, "dev.tsv")
+    config = bert_finetune.get_config("task=mrpc")
+    config.init_checkpoint = str(tmp_path / "google")
+    config.data.update(dict(source="files", data_dir=str(tmp_path), max_seq_length=19))
+    config.update(dict(batch_size=8, eval_batch_size=8, num_train_epochs=1.0,
+                       async_checkpoints=False, sweep=True, sweep_learning_rates=[1e-3, 1e-5]))
+    workdir = str(tmp_path / "sweep")
+    result = bert_main.sweep(config, workdir)
+    with open(os.path.join(workdir, "sweep.json")) as f:
+        summary = json.load(f)
+    bests = {rate: run["best"] for rate, run in summary["runs"].items()}
+    assert sorted(bests) == ["0.001", "1e-05"]
+    assert summary["best_learning_rate"] == float(max(bests, key=bests.get))
+    assert result["learning_rate"] == summary["best_learning_rate"]
+    for rate in bests:  # each run is a complete fine-tuning run of its own
+        scores = run_helpers.scalars(os.path.join(workdir, f"lr_{rate}"),
+                                     "eval/accuracy_f1_mean")
+        assert max(scores.values()) == pytest.approx(bests[rate])
+        lr = run_helpers.scalars(os.path.join(workdir, f"lr_{rate}"), "train/learning_rate")
+        assert max(lr.values()) <= float(rate) * (1 + 1e-6)
