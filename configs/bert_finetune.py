@@ -9,7 +9,9 @@
 
 Tasks: cola sst2 mrpc qqp stsb mnli qnli rte wnli, demo; squad11 / squad20 (from the
 official JSON files: --config.data.train_file=... --config.data.dev_file=...); conll2003
-(TFDS, or CoNLL files with data.source=files); swag (its CSV files).
+(TFDS, or CoNLL files with data.source=files); swag (its CSV files); table (your own
+tsv/csv/jsonl: data.train_file, dev_file, text_a_column, label_column, label_list or
+regression=True).
 The BERT paper's fine-tuning recipe: batch 32, lr from {5e-5, 3e-5, 2e-5}, 3 epochs, 10%
 linear warmup then linear decay, AdamW with weight decay 0.01 (none on LayerNorm and
 biases). The dev set is evaluated every epoch and the best epoch's params (by the task's
@@ -24,7 +26,7 @@ GLUE = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
 
 
 SQUAD = ("squad11", "squad20")
-OTHERS = ("conll2003", "swag")
+OTHERS = ("conll2003", "swag", "table")
 # CoNLL-2003 NER tags in the TFDS order.
 CONLL2003_LABELS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC",
                     "I-MISC")
@@ -41,6 +43,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         return ner_config()
     if task == "swag":
         return swag_config()
+    if task == "table":
+        return table_config()
     c = finetune_base()
     c.data = ml_collections.ConfigDict(dict(
         family="classification",   # read by bert_jax.main: which task class to build
@@ -110,4 +114,18 @@ def swag_config() -> ml_collections.ConfigDict:
         family="multiple_choice", train_file="", dev_file="", vocab_file="",
         do_lower_case=True, max_seq_length=128))
     c.batch_size = 16             # x 4 choices = 64 sequences per step
+    return c
+
+
+def table_config() -> ml_collections.ConfigDict:
+    """Your own classification/regression data: .tsv/.csv with a header row, or .jsonl."""
+    c = finetune_base()
+    c.data = ml_collections.ConfigDict(dict(
+        family="classification", source="table", task="table", metric_task="",
+        train_file="", dev_file="", test_file="",   # test_file: optional, labels not needed
+        text_a_column="", text_b_column="", label_column="",
+        label_list=["0", "1"],     # the classes in a fixed order (label ids = positions)
+        regression=False,          # True: float labels, mean squared error
+        train_split="train", eval_split="dev", vocab_file="", do_lower_case=True,
+        max_seq_length=128))
     return c

@@ -173,3 +173,41 @@ def test_sweep_runs_each_learning_rate_and_reports_the_best(tmp_path):
         assert max(scores.values()) == pytest.approx(bests[rate])
         lr = run_helpers.scalars(os.path.join(workdir, f"lr_{rate}"), "train/learning_rate")
         assert max(lr.values()) <= float(rate) * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("regression", [False, True], ids=["classes", "regression"])
+def test_own_table_fine_tunes_and_writes_test_predictions(tmp_path, regression):
+    """Your own CSV (named columns, labels as words or floats) and a label-less test file."""
+    import csv
+
+    rng = random.Random(3)
+    for name, rows, labelled in (("train.csv", 17, True), ("dev.csv", 7, True),
+                                 ("test.csv", 5, False)):
+        with open(tmp_path / name, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["id", "text", "other", "score"][:4 if labelled else 3])
+            for i in range(rows):
+                row = [f"r{i}", " ".join(rng.choice(WORDS) for _ in range(4)), rng.choice(WORDS)]
+                label = round(rng.uniform(0, 5), 2) if regression else rng.choice(["yes", "no"])
+                writer.writerow(row + [label] if labelled else row)
+    workdir, config, task, trainer = bert_fixtures.fine_tune(
+        tmp_path, "table", max_seq_length=19, train_file=str(tmp_path / "train.csv"),
+        dev_file=str(tmp_path / "dev.csv"), test_file=str(tmp_path / "test.csv"),
+        text_a_column="text", text_b_column="other", label_column="score",
+        label_list=["no", "yes"], regression=regression)
+    main = "pearson_spearman_mean" if regression else "accuracy"
+    assert config.best_metric == f"eval/{main}" and run_helpers.scalars(workdir, f"eval/{main}")
+    from bert_jax.finetuning.base import write_best_predictions
+
+    [path] = write_best_predictions(trainer, task)
+    with open(path) as f:
+        lines = f.read().splitlines()
+    assert lines[0] == "id\tprediction" and len(lines) == 6
+    values = [line.split("\t")[1] for line in lines[1:]]
+    if regression:
+        assert all(float(v) == float(v) for v in values)  # numbers, not NaN
+    else:
+        assert set(values) <= {"no", "yes"}
+    config.data.update(dict(regression=False, label_list=[]))
+    with pytest.raises(ValueError, match="needs data.label_list"):
+        bert_main.make_task(config, str(tmp_path / "again"))

@@ -8,10 +8,12 @@ one (``main_metric``) picks the best checkpoint.
 """
 
 import logging
+import os
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import tensorflow as tf
 
 from bert_jax.finetuning import batching, glue_data, metrics, submission
 from bert_jax.finetuning.base import FinetuneTask
@@ -21,8 +23,30 @@ from transformer_jax.engine import losses
 log = logging.getLogger(__name__)
 
 
+def table_spec(data: ml_collections.ConfigDict) -> glue_data.TaskSpec:
+    """The user's own table as a task: its label list (none: regression) and splits."""
+    if not data.text_a_column or not data.label_column:
+        raise ValueError("data.source='table' needs data.text_a_column and data.label_column")
+    if not data.regression and not data.label_list:
+        raise ValueError("a classification table needs data.label_list (the classes in a "
+                         "fixed order), or set data.regression=True")
+    labels = None if data.regression else tuple(str(label) for label in data.label_list)
+    return glue_data.TaskSpec(
+        "table", "", tuple(filter(None, (data.text_a_column, data.text_b_column))), labels,
+        labels, ("train",), ("dev",), ("test",) if data.test_file else (), tsv={})
+
+
 def load_examples(data: ml_collections.ConfigDict, split: str) -> list[glue_data.Example]:
-    """``split`` of ``data.task`` from ``data.source``: demo | tfds | files (GLUE TSVs)."""
+    """``split`` of ``data.task`` from ``data.source``: demo | tfds | files (GLUE TSVs) |
+    table (the user's own tsv/csv/jsonl: data.train_file, dev_file, test_file)."""
+    if data.source == "table":
+        path = {"train": data.train_file, "dev": data.dev_file, "test": data.test_file}[split]
+        labelled = split != "test"  # test tables may lack the label column
+        return glue_data.read_table(
+            path, data.text_a_column, data.text_b_column or None,
+            data.label_column if labelled else None,
+            None if data.regression or not labelled else [str(x) for x in data.label_list],
+            regression=data.regression)
     if data.source == "demo":
         from bert_jax.finetuning import demo_task
         return demo_task.demo_examples(split)
@@ -42,8 +66,14 @@ class ClassificationTask(FinetuneTask):
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str):
         super().__init__(config, workdir)
-        self.spec = glue_data.get_task(config.data.task)
-        self.metric_task = config.data.metric_task or self.spec.name
+        if config.data.source == "table":
+            self.spec = table_spec(config.data)
+            self.scorer = (metrics.GlueTask(metrics.pearson_and_spearman, "pearson_spearman_mean")
+                           if self.spec.regression else metrics.GlueTask(metrics.accuracy,
+                                                                         "accuracy"))
+        else:
+            self.spec = glue_data.get_task(config.data.task)
+            self.scorer = metrics.GLUE_TASKS[config.data.metric_task or self.spec.name]
         self.num_labels = 1 if self.spec.regression else len(self.spec.labels)
         self.head_hparams = {"num_labels": self.num_labels, "task": self.spec.name}
         self.model = BertForSequenceClassification(self.model_cfg, self.num_labels)
@@ -56,7 +86,7 @@ class ClassificationTask(FinetuneTask):
 
     @property
     def main_metric(self) -> str:
-        return metrics.GLUE_TASKS[self.metric_task].main_metric
+        return self.scorer.main_metric
 
     def _loss_key(self) -> str:
         return "mse" if self.spec.regression else "cross_entropy"
@@ -71,7 +101,7 @@ class ClassificationTask(FinetuneTask):
     def evaluate_extra(self, params, step, mesh) -> dict[str, float]:
         logits = self.predict(params, self.dev, mesh)
         predictions = logits if self.spec.regression else logits.argmax(-1)
-        return metrics.glue_metrics(self.metric_task, predictions, self.dev["label_ids"])
+        return self.scorer.compute(predictions, self.dev["label_ids"])
 
     def write_predictions(self, params, mesh, output_dir: str) -> list[str]:
         """GLUE server submission files for the task's test split(s)."""
@@ -86,7 +116,22 @@ class ClassificationTask(FinetuneTask):
                                          regression=self.spec.regression)
             logits = self.predict(params, arrays, mesh)
             predictions = logits if self.spec.regression else logits.argmax(-1)
-            if jax.process_index() == 0:
+            if jax.process_index() != 0:
+                continue
+            if self.spec.name == "table":
+                paths.append(self._write_table(examples, predictions, output_dir))
+            else:
                 paths.append(submission.write_glue_submission(
                     self.spec, examples, predictions, output_dir, split=split))
         return paths
+
+    def _write_table(self, examples, predictions, output_dir: str) -> str:
+        """``<output_dir>/test_predictions.tsv``: the test rows' ids and predicted labels."""
+        tf.io.gfile.makedirs(output_dir)
+        path = os.path.join(output_dir, "test_predictions.tsv")
+        labels = self.spec.labels
+        with tf.io.gfile.GFile(path, "w") as f:
+            f.write("id\tprediction\n")
+            for example, value in zip(examples, predictions):
+                f.write(f"{example.guid}\t{value if labels is None else labels[int(value)]}\n")
+        return path
