@@ -87,6 +87,12 @@ class BertConfig(HyperParams):
             dtype=self.dtype, param_dtype=self.param_dtype)
 
 
+# BertConfig fields that fix the parameters' shapes and meaning (not dropout or compute
+# dtype): what a checkpoint must match to be restored into a model.
+SHAPE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
+                "max_position_embeddings", "type_vocab_size", "param_dtype")
+
+
 def bert_init(config: BertConfig):
     """BERT's initialiser: truncated normal (at 2 stddev) with stddev initializer_range."""
     return nn.initializers.truncated_normal(stddev=config.initializer_range)

@@ -59,6 +59,18 @@ def adopt_vocab(pretrained: interop.Pretrained, vocab_path: str) -> None:
     check_same_vocab(pretrained, vocab_path)
 
 
+def resolve_vocab(pretrained: interop.Pretrained, vocab_file: str, workdir: str) -> str:
+    """The run's vocab.txt: ``vocab_file`` if given (it must be the checkpoint's), else the
+    checkpoint's copied into ``workdir``."""
+    if vocab_file:
+        check_same_vocab(pretrained, vocab_file)
+        return vocab_file
+    tf.io.gfile.makedirs(workdir)
+    path = f"{workdir.rstrip('/')}/vocab.txt"
+    adopt_vocab(pretrained, path)
+    return path
+
+
 def check_same_vocab(pretrained: interop.Pretrained, vocab_path: str) -> None:
     if pretrained.vocab_file and (load_vocab(pretrained.vocab_file, required=())
                                   != load_vocab(vocab_path, required=())):

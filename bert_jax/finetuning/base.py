@@ -16,17 +16,14 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import tensorflow as tf
 
 from bert_jax import interop, warm_start
 from bert_jax.finetuning import batching, prediction
+from bert_jax.model import SHAPE_FIELDS
 from bert_jax.tokenization import FullTokenizer
 from transformer_jax.engine.task import Task
 
 MODEL_KEYS = ("input_ids", "input_mask", "segment_ids")
-# BertConfig fields that fix the parameters' shapes (not dropout or compute dtype).
-SHAPE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
-                "max_position_embeddings", "type_vocab_size", "param_dtype")
 
 
 def tokenizer_and_model(config: ml_collections.ConfigDict, workdir: str):
@@ -35,13 +32,7 @@ def tokenizer_and_model(config: ml_collections.ConfigDict, workdir: str):
         raise ValueError("fine-tuning needs config.init_checkpoint (a Google TF checkpoint, a "
                          "Hugging Face directory or a pretraining workdir)")
     pretrained = interop.load_pretrained(config.init_checkpoint)
-    vocab = os.path.join(workdir, "vocab.txt")
-    tf.io.gfile.makedirs(workdir)
-    if config.data.vocab_file:
-        warm_start.check_same_vocab(pretrained, config.data.vocab_file)
-        vocab = config.data.vocab_file
-    else:
-        warm_start.adopt_vocab(pretrained, vocab)
+    vocab = warm_start.resolve_vocab(pretrained, config.data.vocab_file, workdir)
     tokenizer = FullTokenizer(vocab, config.data.do_lower_case)
     return pretrained, tokenizer, warm_start.model_config(pretrained, config.model)
 

@@ -22,7 +22,7 @@ import tensorflow as tf
 from bert_jax import flops as bert_flops
 from bert_jax import interop, warm_start
 from bert_jax.heads import BertForPreTraining
-from bert_jax.model import BertConfig
+from bert_jax.model import SHAPE_FIELDS, BertConfig
 from bert_jax.pretraining import corpus, masking, pairs, pipeline
 from bert_jax.tokenization import FullTokenizer
 from bert_jax.wordpiece_vocab import train_vocab, write_vocab
@@ -34,9 +34,6 @@ log = logging.getLogger(__name__)
 BATCH_KEYS = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions",
               "masked_lm_ids", "masked_lm_weights", "next_sentence_labels",
               "next_sentence_weights")
-# BertConfig fields that fix the parameters' shapes and meaning (not dropout or dtype).
-SHAPE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
-                "max_position_embeddings", "type_vocab_size", "param_dtype")
 EVAL_SEED_OFFSET = 1_000  # the held-out set's pairs and masks never reuse training draws
 
 
@@ -104,11 +101,8 @@ class PretrainingTask(Task):
         self._pretrained = None
         if config.init_checkpoint:
             self._pretrained = interop.load_pretrained(config.init_checkpoint)
-            if self.data.vocab_file:
-                warm_start.check_same_vocab(self._pretrained, self.data.vocab_file)
-            else:
-                tf.io.gfile.makedirs(workdir)
-                warm_start.adopt_vocab(self._pretrained, os.path.join(workdir, "vocab.txt"))
+            # Puts the checkpoint's vocab.txt in the workdir, where load_tokenizer finds it.
+            warm_start.resolve_vocab(self._pretrained, self.data.vocab_file, workdir)
         self.tokenizer = load_tokenizer(self.data, workdir, train_docs)
         if self._pretrained:
             self.model_cfg = warm_start.model_config(self._pretrained, config.model)
