@@ -260,3 +260,29 @@ def fine_tune(root, task: str, max_seq_length: int, **data):
     trainer = Trainer(config, workdir, task_)
     trainer.run()
     return workdir, config, task_, trainer
+
+
+# TFDS's squad builder code ships with tensorflow_datasets, so mock_data works offline:
+# tfds.load finds the builder and its features without the network or prepared files, and
+# our as_dataset stands in for reading them (random mock text would never match offsets).
+def mock_squad(records):
+    """tfds.load of squad/* yields `records` (dicts of tfds_record)."""
+    import tensorflow_datasets as tfds
+
+    def as_dataset(self, *args, **kwargs):
+        features = self.info.features
+        return tf.data.Dataset.from_generator(
+            lambda: iter(records), output_signature=features.get_tensor_spec())
+    return tfds.testing.mock_data(as_dataset_fn=as_dataset)
+
+
+def tfds_record(qid, context, question, answers, plausible=None, is_impossible=None,
+                title="t"):
+    def seq(pairs):
+        return {"text": [t for t, _ in pairs], "answer_start": np.asarray(
+            [s for _, s in pairs], np.int32).reshape(-1)}
+    record = {"id": qid, "title": title, "context": context, "question": question,
+              "answers": seq(answers)}
+    if is_impossible is not None:
+        record.update(plausible_answers=seq(plausible or []), is_impossible=is_impossible)
+    return record

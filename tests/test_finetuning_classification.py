@@ -127,8 +127,8 @@ def test_recipe_numbers():
         recipe.apply_epochs(config, 115, "accuracy")
 
 
-def test_config_names_every_glue_task_and_the_demo():
-    for task in bert_finetune.GLUE + ("demo",):
+def test_config_names_every_glue_task_and_the_demos():
+    for task in bert_finetune.GLUE + bert_finetune.DEMOS:
         config = bert_finetune.get_config(f"task={task}")
         assert config.kind == "finetune"
     with pytest.raises(ValueError, match="unknown task"):

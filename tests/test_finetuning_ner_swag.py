@@ -27,16 +27,18 @@ def write_conll(path, sentences: int, seed: int) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def write_swag(path, rows: int, seed: int) -> None:
+def write_swag(path, rows: int, seed: int, labelled: bool = True) -> None:
+    """SWAG's CSV layout; test.csv (labelled=False) has no label column."""
     rng = random.Random(seed)
     say = lambda n: " ".join(rng.choice(WORDS) for _ in range(n))  # noqa: E731
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["", "video-id", "fold-ind", "startphrase", "sent1", "sent2",
-                         "gold-source", "ending0", "ending1", "ending2", "ending3", "label"])
+                         "gold-source", "ending0", "ending1", "ending2", "ending3"]
+                        + ["label"] * labelled)
         for i in range(rows):
-            writer.writerow([i, "v", str(i), say(4), say(3), say(2), "gold",
-                             say(2), say(3), say(2), say(1), rng.randint(0, 3)])
+            writer.writerow([i, "v", str(1000 * seed + i), say(4), say(3), say(2), "gold",
+                             say(2), say(3), say(2), say(1)] + [rng.randint(0, 3)] * labelled)
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +56,11 @@ def swag_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("swag")
     write_swag(root / "train.csv", 19, 0)
     write_swag(root / "val.csv", 5, 1)
+    write_swag(root / "test.csv", 3, 2, labelled=False)
     return bert_fixtures.fine_tune(root, "swag", max_seq_length=13,
                                    train_file=str(root / "train.csv"),
-                                   dev_file=str(root / "val.csv"))
+                                   dev_file=str(root / "val.csv"),
+                                   test_file=str(root / "test.csv"))
 
 
 def test_ner_scores_every_dev_word_with_conlleval(ner_run):
@@ -104,3 +108,29 @@ def test_ner_best_epoch_predictions_in_conlleval_format(ner_run):
     with open(path) as f:
         result = conlleval.evaluate_text(f.read())
     assert result["tokens"] == sum(len(s.words) for s in task.dev_sentences)
+
+
+def test_swag_best_epoch_predictions_for_dev_and_test(swag_run):
+    from bert_jax.finetuning.base import write_best_predictions
+
+    workdir, config, task, trainer = swag_run
+    paths = write_best_predictions(trainer, task)
+    assert [p.rsplit("/", 1)[-1] for p in paths] == ["dev_predictions.csv",
+                                                      "test_predictions.csv"]
+    best = ckpt.BestParams(workdir, config.best_metric, config.best_mode)
+    with jax.set_mesh(trainer.mesh):
+        dev_logits = task.predict(best.restore(trainer.abstract_state.params), task.dev,
+                                  trainer.mesh)
+    best.close()
+    for path, ids in ((paths[0], [str(1000 + i) for i in range(5)]),
+                      (paths[1], [str(2000 + i) for i in range(3)])):
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert [r["fold-ind"] for r in rows] == ids
+        scores = np.asarray([[float(r[f"score{c}"]) for c in range(4)] for r in rows])
+        assert [int(r["prediction"]) for r in rows] == list(scores.argmax(-1))
+    np.testing.assert_allclose(scores.shape, (3, 4))
+    with open(paths[0], newline="") as f:
+        dev_scores = np.asarray([[float(r[f"score{c}"]) for c in range(4)]
+                                 for r in csv.DictReader(f)])
+    np.testing.assert_allclose(dev_scores, dev_logits, rtol=1e-5, atol=1e-6)

@@ -4,7 +4,10 @@ import json
 import random
 
 import jax
+import numpy as np
 import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
 
 import bert_fixtures
 import run_helpers
@@ -44,7 +47,7 @@ def squad_run(request, tmp_path_factory):
     for name, count, seed in (("train.json", 6, 0), ("dev.json", 3, 1)):
         (root / name).write_text(json.dumps(squad_json(count, seed, version_2)))
     return bert_fixtures.fine_tune(
-        root, "squad20" if version_2 else "squad11", max_seq_length=19,
+        root, "squad20" if version_2 else "squad11", max_seq_length=19, source="files",
         train_file=str(root / "train.json"), dev_file=str(root / "dev.json"), doc_stride=4,
         max_query_length=5)
 
@@ -90,8 +93,58 @@ def test_predictions_cover_every_dev_question_and_score_officially(squad_run):
 def test_missing_files_are_named(tmp_path):
     config = bert_finetune.get_config("task=squad11")
     config.init_checkpoint = str(tmp_path)
-    with pytest.raises(ValueError, match="needs data.train_file and data.dev_file"):
+    config.data.source = "files"
+    with pytest.raises(ValueError, match=r"data.source='files' needs data.train_file"):
         bert_main.make_task(config, str(tmp_path / "w"))
+    config.data.update(dict(train_file=str(tmp_path / "train.json"), source="squad"))
+    with pytest.raises(ValueError, match="unknown data.source 'squad'; use 'files' or 'tfds'"):
+        bert_main.make_task(config, str(tmp_path / "w"))
+
+
+def tfds_records(squad: dict) -> list[dict]:
+    """The records TFDS's squad/v2.0 builder yields for a SQuAD JSON: one per question."""
+    def starts(answers):
+        return [(a["text"], a["answer_start"]) for a in answers]
+    return [bert_fixtures.tfds_record(
+                qa["id"], paragraph["context"], qa["question"], starts(qa["answers"]),
+                starts(qa.get("plausible_answers", [])), qa["is_impossible"], article["title"])
+            for article in squad["data"] for paragraph in article["paragraphs"]
+            for qa in paragraph["qas"]]
+
+
+def test_tfds_source_builds_the_same_task_as_the_files(tmp_path):
+    """squad/v2.0 from TFDS (mocked offline) gives the official JSON, the windows and the
+    training targets that the same data gives from dev-v2.0.json / train-v2.0.json."""
+    train, dev = squad_json(5, 2, True), squad_json(3, 3, True)
+    for name, data in (("train.json", train), ("dev.json", dev)):
+        (tmp_path / name).write_text(json.dumps(data))
+    bert_fixtures.write_tf_checkpoint(str(tmp_path / "google"), bert_fixtures.random_weights())
+
+    def build(source, **data):
+        config = bert_finetune.get_config("task=squad20")
+        config.init_checkpoint = str(tmp_path / "google")
+        config.batch_size = 8
+        config.data.update(dict(source=source, max_seq_length=19, doc_stride=4,
+                                max_query_length=5, **data))
+        return bert_main.make_task(config, str(tmp_path / f"work_{source}"))
+
+    from_files = build("files", train_file=str(tmp_path / "train.json"),
+                       dev_file=str(tmp_path / "dev.json"))
+    records = {"train": tfds_records(train), "validation": tfds_records(dev)}
+
+    def as_split(self, split, *args, **kwargs):
+        features = self.info.features
+        return tf.data.Dataset.from_generator(
+            lambda: iter(records[str(split)]), output_signature=features.get_tensor_spec())
+    with tfds.testing.mock_data(as_dataset_fn=as_split):
+        from_tfds = build("tfds", data_dir=str(tmp_path / "tfds"))
+    assert from_tfds.dev_json == [
+        {"title": a["title"], "paragraphs": [
+            {"context": p["context"], "qas": [dict(q, plausible_answers=[]) for q in p["qas"]]}
+            for p in a["paragraphs"]]} for a in dev["data"]]
+    assert from_tfds.dev_examples == from_files.dev_examples
+    for key in from_files.train:
+        np.testing.assert_array_equal(from_tfds.train[key], from_files.train[key], err_msg=key)
 
 
 def test_best_epoch_predictions_are_written_like_run_squad(squad_run):

@@ -10,8 +10,8 @@ import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
-import tensorflow_datasets as tfds
+
+from bert_fixtures import mock_squad, tfds_record
 
 from bert_jax.finetuning import squad_data, squad_postprocess
 from bert_jax.tokenization import FullTokenizer
@@ -171,28 +171,6 @@ def test_read_errors(tmp_path):
         squad_data.read_squad_examples(write_json(tmp_path, {"version": "1.1"}), True)
     with pytest.raises(FileNotFoundError, match="SQuAD file"):
         squad_data.read_squad_examples(str(tmp_path / "missing.json"), True)
-
-
-# TFDS's squad builder code ships with tensorflow_datasets, so mock_data works offline:
-# tfds.load finds the builder and its features without the network or prepared files, and
-# our as_dataset stands in for reading them (random mock text would never match offsets).
-def mock_squad(records):
-    def as_dataset(self, *args, **kwargs):
-        features = self.info.features
-        return tf.data.Dataset.from_generator(
-            lambda: iter(records), output_signature=features.get_tensor_spec())
-    return tfds.testing.mock_data(as_dataset_fn=as_dataset)
-
-
-def tfds_record(qid, context, question, answers, plausible=None, is_impossible=None):
-    def seq(pairs):
-        return {"text": [t for t, _ in pairs], "answer_start": np.asarray(
-            [s for _, s in pairs], np.int32).reshape(-1)}
-    record = {"id": qid, "title": "t", "context": context, "question": question,
-              "answers": seq(answers)}
-    if is_impossible is not None:
-        record.update(plausible_answers=seq(plausible or []), is_impossible=is_impossible)
-    return record
 
 
 def test_tfds_v20_with_mock_data(tmp_path):

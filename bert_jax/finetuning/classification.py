@@ -1,5 +1,5 @@
-"""Sentence(-pair) classification and regression (GLUE, the offline demo) as a task of the
-shared engine.
+"""Sentence(-pair) classification and regression (GLUE, the user's tables, the offline
+demos) as a task of the shared engine.
 
 Loss: cross-entropy over the labels (mean squared error for regression, STS-B). Metrics:
 loss and accuracy per eval batch, plus the task's official GLUE metrics on the whole dev
@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 import tensorflow as tf
 
-from bert_jax.finetuning import batching, glue_data, metrics, submission
+from bert_jax.finetuning import batching, glue_data, metrics, submission, topic_demo
 from bert_jax.finetuning.base import FinetuneTask
 from bert_jax.finetuning.heads import BertForSequenceClassification
 from transformer_jax.engine import losses
@@ -36,6 +36,12 @@ def table_spec(data: ml_collections.ConfigDict) -> glue_data.TaskSpec:
         labels, ("train",), ("dev",), ("test",) if data.test_file else (), tsv={})
 
 
+# Tasks that are no GLUE task: their labels come from the config or the demo, their metric
+# is accuracy (or Pearson/Spearman), their test predictions a plain TSV.
+_OWN_TASKS = {"table": table_spec, "stdlib_topic": lambda data: topic_demo.task_spec(),
+              "stdlib_same_module": lambda data: topic_demo.pair_task_spec()}
+
+
 def load_examples(data: ml_collections.ConfigDict, split: str) -> list[glue_data.Example]:
     """``split`` of ``data.task`` from ``data.source``: demo | tfds | files (GLUE TSVs) |
     table (the user's own tsv/csv/jsonl: data.train_file, dev_file, test_file)."""
@@ -47,9 +53,13 @@ def load_examples(data: ml_collections.ConfigDict, split: str) -> list[glue_data
             data.label_column if labelled else None,
             None if data.regression or not labelled else [str(x) for x in data.label_list],
             regression=data.regression)
-    if data.source == "demo":
-        from bert_jax.finetuning import demo_task
-        return demo_task.demo_examples(split)
+    if data.source == "demo" and data.task == topic_demo.task_spec().name:
+        return topic_demo.demo_examples(split)
+    if data.source == "demo" and data.task == topic_demo.pair_task_spec().name:
+        return topic_demo.pair_examples(split)
+    if data.source == "demo":  # the pronoun demo, in WNLI's format
+        from bert_jax.finetuning import pronoun_task
+        return pronoun_task.demo_examples(split)
     if data.source == "tfds":
         return glue_data.read_glue_tfds(data.task, split, data.data_dir or None)
     if data.source == "files":
@@ -66,8 +76,8 @@ class ClassificationTask(FinetuneTask):
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str):
         super().__init__(config, workdir)
-        if config.data.source == "table":
-            self.spec = table_spec(config.data)
+        if config.data.task in _OWN_TASKS:
+            self.spec = _OWN_TASKS[config.data.task](config.data)
             self.scorer = (metrics.GlueTask(metrics.pearson_and_spearman, "pearson_spearman_mean")
                            if self.spec.regression else metrics.GlueTask(metrics.accuracy,
                                                                          "accuracy"))
@@ -118,7 +128,11 @@ class ClassificationTask(FinetuneTask):
             predictions = logits if self.spec.regression else logits.argmax(-1)
             if jax.process_index() != 0:
                 continue
-            if self.spec.name == "table":
+            if self.spec.name in _OWN_TASKS and not self.spec.regression and all(
+                    e.label is not None for e in examples):  # the demo's labelled test set
+                log.info("%s accuracy of the best epoch: %.4f", split, metrics.accuracy(
+                    predictions, [e.label for e in examples])["accuracy"])
+            if self.spec.name in _OWN_TASKS:
                 paths.append(self._write_table(examples, predictions, output_dir))
             else:
                 paths.append(submission.write_glue_submission(

@@ -8,7 +8,6 @@ SQuAD scoring (``squad_metrics``): exact match and F1, for v2.0 also the HasAns/
 breakdown and the best no-answer threshold.
 """
 
-import json
 import logging
 import os
 
@@ -20,32 +19,46 @@ import numpy as np
 from bert_jax.finetuning import batching, squad_data, squad_metrics, squad_postprocess
 from bert_jax.finetuning.base import MODEL_KEYS, FinetuneTask
 from bert_jax.finetuning.heads import BertForQuestionAnswering
-from transformer_jax import textfiles
 from transformer_jax.engine import losses
 
 log = logging.getLogger(__name__)
 
 
+def load_squad_json(data: ml_collections.ConfigDict, which: str) -> tuple[dict, str]:
+    """(the SQuAD JSON of the train or dev split, where it came from): the official files
+    (data.source=files) or TFDS's squad/v1.1 and squad/v2.0 in the same layout."""
+    if data.source == "tfds":
+        split = data.train_split if which == "train" else data.eval_split
+        return (squad_data.tfds_squad_json(data.tfds_name, split, data.data_dir or None),
+                f"TFDS {data.tfds_name}/{split}")
+    if data.source == "files":
+        path = data.train_file if which == "train" else data.dev_file
+        if not path:
+            raise ValueError(f"data.source='files' needs data.{which}_file (train-v1.1.json "
+                             "/ dev-v1.1.json or the v2.0 files)")
+        return squad_data.read_squad_json(path), f"SQuAD file {path}"
+    raise ValueError(f"unknown data.source {data.source!r}; use 'files' or 'tfds'")
+
+
 class QuestionAnsweringTask(FinetuneTask):
-    """SQuAD-style QA from local JSON files (``data.train_file``, ``data.dev_file``)."""
+    """SQuAD-style QA from the official JSON files or TFDS."""
 
     name = "bert_squad"
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str):
-        if not (config.data.train_file and config.data.dev_file):
-            raise ValueError("SQuAD fine-tuning needs data.train_file and data.dev_file "
-                             "(train-v1.1.json / dev-v1.1.json or the v2.0 files)")
+        train_json, train_source = load_squad_json(config.data, "train")
+        dev_json, dev_source = load_squad_json(config.data, "dev")
         super().__init__(config, workdir)
         self.model = BertForQuestionAnswering(self.model_cfg)
         windows = dict(max_seq_length=self.data.max_seq_length, doc_stride=self.data.doc_stride,
                        max_query_length=self.data.max_query_length)
-        train = squad_data.read_squad_examples(self.data.train_file, is_training=True)
+        train = squad_data.parse_squad_json(train_json, True, source=train_source)
         _, arrays = squad_data.convert_examples_to_features(
             train, self.tokenizer, is_training=True, **windows)
         self.train = {k: arrays[k] for k in MODEL_KEYS + ("start_positions", "end_positions")}
         self.train["example_weights"] = np.ones(batching.num_rows(self.train), np.float32)
-        self.dev_json = json.loads(textfiles.read_utf8(self.data.dev_file, "SQuAD file"))["data"]
-        self.dev_examples = squad_data.parse_squad_json({"data": self.dev_json}, False)
+        self.dev_json = dev_json["data"]
+        self.dev_examples = squad_data.parse_squad_json(dev_json, False, source=dev_source)
         self.dev_features, self.dev = squad_data.convert_examples_to_features(
             self.dev_examples, self.tokenizer, is_training=False, **windows)
         self.dev["example_weights"] = np.ones(batching.num_rows(self.dev), np.float32)

@@ -42,7 +42,8 @@ from transformer_jax import textfiles
 log = logging.getLogger(__name__)
 
 __all__ = ["SquadExample", "InputFeatures", "DocSpan", "read_squad_examples",
-           "parse_squad_json", "tfds_squad_examples", "examples_from_qas",
+           "parse_squad_json", "read_squad_json", "tfds_squad_examples", "tfds_squad_json",
+           "examples_from_qas",
            "split_context", "convert_examples_to_features", "features_to_arrays",
            "FIRST_UNIQUE_ID"]
 
@@ -228,24 +229,34 @@ def read_squad_examples(path: str, is_training: bool, *,
     on_mismatch: 'raise' (default) stops at a training answer whose offset does not match
     its text; 'skip' drops those questions and logs their number.
     """
+    return parse_squad_json(read_squad_json(path), is_training, on_mismatch=on_mismatch,
+                            source=f"SQuAD file {path}")
+
+
+def read_squad_json(path: str) -> dict:
+    """The parsed JSON of a SQuAD file (what the official scoring reads)."""
     text = textfiles.read_utf8(path, "SQuAD file")
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as error:
         raise ValueError(f"SQuAD file {path} is not valid JSON ({error.msg} at line "
                          f"{error.lineno}, column {error.colno}): pass the original "
                          "train/dev .json file.") from None
-    return parse_squad_json(data, is_training, on_mismatch=on_mismatch,
-                            source=f"SQuAD file {path}")
 
 
 def tfds_squad_examples(name: str, split: str, is_training: bool, *,
                         data_dir: str | None = None,
                         on_mismatch: str = "raise") -> list[SquadExample]:
-    """A TFDS SQuAD dataset (``squad/v1.1``, ``squad/v2.0``; splits train, validation).
+    """A TFDS SQuAD dataset (``squad/v1.1``, ``squad/v2.0``; splits train, validation)."""
+    return parse_squad_json(tfds_squad_json(name, split, data_dir), is_training,
+                            on_mismatch=on_mismatch, source=f"TFDS {name}/{split}")
 
-    TFDS gives one record per question with its own context; questions about the same
-    paragraph (consecutive records) share one ``doc_tokens`` tuple.
+
+def tfds_squad_json(name: str, split: str, data_dir: str | None = None) -> dict:
+    """A TFDS SQuAD split in the official JSON layout, which the official scoring reads.
+
+    TFDS gives one record per question with its own context; consecutive questions about
+    the same paragraph become one paragraph (sharing its ``doc_tokens`` when parsed).
     """
     import tensorflow_datasets as tfds
 
@@ -254,21 +265,17 @@ def tfds_squad_examples(name: str, split: str, is_training: bool, *,
     if missing:
         raise ValueError(f"TFDS dataset {name} lacks the SQuAD features {sorted(missing)} (it "
                          f"has {sorted(ds.element_spec)}): use squad/v1.1 or squad/v2.0.")
-    source = f"TFDS {name}/{split}"
-    mismatches = _Mismatches(on_mismatch, source)
-    examples: list[SquadExample] = []
-    context, qas = None, []
+    articles: list[dict] = []
     for record in ds.as_numpy_iterator():
-        record_context = record["context"].decode("utf-8")
-        if record_context != context:
-            if qas:
-                examples.extend(examples_from_qas(context, qas, is_training, mismatches))
-            context, qas = record_context, []
-        qas.append(_tfds_qa(record))
-    if qas:
-        examples.extend(examples_from_qas(context, qas, is_training, mismatches))
-    mismatches.report()
-    return examples
+        title = record["title"].decode("utf-8") if "title" in record else ""
+        context = record["context"].decode("utf-8")
+        if not articles or articles[-1]["title"] != title:
+            articles.append({"title": title, "paragraphs": []})
+        paragraphs = articles[-1]["paragraphs"]
+        if not paragraphs or paragraphs[-1]["context"] != context:
+            paragraphs.append({"context": context, "qas": []})
+        paragraphs[-1]["qas"].append(_tfds_qa(record))
+    return {"version": name.rsplit("v", 1)[-1], "data": articles}
 
 
 def _tfds_qa(record: dict) -> dict:

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from bert_jax.finetuning import demo_task, glue_data
+from bert_jax.finetuning import pronoun_task, glue_data
 from bert_jax.finetuning.glue_data import Example
 from transformer_jax.translation import demo_grammar as g
 
@@ -17,7 +17,7 @@ OBJECTS = set(g.NOUNS_BY_KIND["place"] + g.NOUNS_BY_KIND["building"])
 
 @pytest.fixture(scope="module")
 def data():
-    return {split: demo_task.demo_examples(split) for split in SPLITS}
+    return {split: pronoun_task.demo_examples(split) for split in SPLITS}
 
 
 def _nouns(text: str) -> list[str]:
@@ -30,30 +30,30 @@ def _adjective(text: str) -> str:
 
 def test_sizes_guids_and_labels(data):
     assert {s: len(e) for s, e in data.items()} == {"train": 4000, "dev": 500, "test": 500}
-    assert demo_task.SPLIT_SIZES == {"train": 4000, "dev": 500, "test": 500}
+    assert pronoun_task.SPLIT_SIZES == {"train": 4000, "dev": 500, "test": 500}
     for split, examples in data.items():
         assert all(isinstance(e, Example) for e in examples)
         assert [e.guid for e in examples] == [f"demo-{split}-{i}" for i in range(len(examples))]
         assert [e.index for e in examples] == [str(i) for i in range(len(examples))]
         assert {e.label for e in examples} == {0, 1}  # test labels kept
     # Labels index WNLI's ("0", "1") = (not_entailment, entailment), as glue_data stores them.
-    assert demo_task.LABELS == glue_data.TASKS["wnli"].labels == ("0", "1")
-    assert demo_task.DEMO_TASK["glue_task"] == "wnli"
-    assert demo_task.DEMO_TASK["name"] and demo_task.DEMO_TASK["description"]
+    assert pronoun_task.LABELS == glue_data.TASKS["wnli"].labels == ("0", "1")
+    assert pronoun_task.DEMO_TASK["glue_task"] == "wnli"
+    assert pronoun_task.DEMO_TASK["name"] and pronoun_task.DEMO_TASK["description"]
     with pytest.raises(ValueError, match="no split"):
-        demo_task.demo_examples("validation")
+        pronoun_task.demo_examples("validation")
 
 
 def test_deterministic_and_seeded(data):
-    assert {s: demo_task.demo_examples(s) for s in SPLITS} == data
-    assert demo_task.demo_examples("train", seed=1) != data["train"]
+    assert {s: pronoun_task.demo_examples(s) for s in SPLITS} == data
+    assert pronoun_task.demo_examples("train", seed=1) != data["train"]
     random.seed(123)
     expected = random.random()
     random.seed(123)
-    demo_task.demo_examples("dev", seed=7)  # an uncached seed: generates
+    pronoun_task.demo_examples("dev", seed=7)  # an uncached seed: generates
     assert random.random() == expected  # the global random state is left alone
     with pytest.raises(TypeError):
-        demo_task.demo_examples("train", seed="0")
+        pronoun_task.demo_examples("train", seed="0")
 
 
 def test_labels_balanced_and_both_hypotheses_per_sentence(data):
@@ -110,11 +110,11 @@ def test_no_leakage_and_train_covers_dev_and_test_combinations(data):
 
 def test_shortcut_baselines_stay_near_chance(data):
     for split in SPLITS:
-        scores = demo_task.shortcut_baselines(data[split])
+        scores = pronoun_task.shortcut_baselines(data[split])
         # Exact by construction: both hypotheses per sentence, strata balanced per split.
         for name in ("always_1", "first_noun", "animal_noun"):
             assert scores[name] == pytest.approx(0.5), (split, name)
-    dev, train = (demo_task.shortcut_baselines(data[s]) for s in ("dev", "train"))
+    dev, train = (pronoun_task.shortcut_baselines(data[s]) for s in ("dev", "train"))
     # hypothesis_length picks the best threshold on the examples themselves. With labels
     # shuffled (so length carries no signal), 300 permutations of dev give a median of 0.528
     # and a 99th percentile of 0.566: 0.58 fails only on a real length signal. On train's
@@ -132,24 +132,24 @@ def test_shortcut_baselines_catch_a_leak(data):
     """A leaky variant (entailment iff the animal is first) is found by first_noun."""
     leaky = [dataclasses.replace(e, label=int(_nouns(e.text_b)[0] == e.text_b.split(
         " because the ")[1].split()[0])) for e in data["dev"]]
-    assert demo_task.shortcut_baselines(leaky)["first_noun"] == 1.0
+    assert pronoun_task.shortcut_baselines(leaky)["first_noun"] == 1.0
     with pytest.raises(ValueError, match="labelled"):
-        demo_task.shortcut_baselines([dataclasses.replace(e, label=None) for e in data["dev"]])
+        pronoun_task.shortcut_baselines([dataclasses.replace(e, label=None) for e in data["dev"]])
 
 
 def test_pronoun_sentence():
-    assert demo_task.pronoun_sentence("dog", "street", "tired") == \
+    assert pronoun_task.pronoun_sentence("dog", "street", "tired") == \
         "The dog didn't cross the street because it was too tired."
-    assert demo_task.pronoun_sentence("fox", "barn", "dark", "present", animal_first=False) == \
+    assert pronoun_task.pronoun_sentence("fox", "barn", "dark", "present", animal_first=False) == \
         "The barn is not entered by the fox because it is too dark."
     with pytest.raises(ValueError, match="fits neither"):
-        demo_task.pronoun_sentence("dog", "barn", "wide", animal_first=False)
+        pronoun_task.pronoun_sentence("dog", "barn", "wide", animal_first=False)
     with pytest.raises(ValueError, match="animal"):
-        demo_task.pronoun_sentence("teacher", "street", "tired", animal_first=False)
+        pronoun_task.pronoun_sentence("teacher", "street", "tired", animal_first=False)
 
 
 def test_tsv_round_trip_through_glue_wnli(data, tmp_path):
-    paths = demo_task.write_tsv(tmp_path)
+    paths = pronoun_task.write_tsv(tmp_path)
     assert set(paths) == set(SPLITS)
     header = {s: open(p, encoding="utf-8").readline().rstrip("\n").split("\t")
               for s, p in paths.items()}
