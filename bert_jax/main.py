@@ -14,13 +14,14 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
-from transformer_jax import runtime
+from transformer_jax import distributed, runtime
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py[:arg]).",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, vocab.txt and TensorBoard logs.")
 flags.mark_flags_as_required(["config", "workdir"])
+distributed.define_flags()
 log = logging.getLogger("bert_jax")
 
 
@@ -31,13 +32,20 @@ def main(argv):
     # Imported after set-up so TensorFlow never claims an accelerator.
     import tensorflow as tf
 
+    from transformer_jax.engine.trainer import Preempted
+
     try:
+        distributed.initialize_from_flags()
+        runtime.quiet_other_processes(("bert_jax",))
         if FLAGS.config.get("sweep"):
             results = sweep(FLAGS.config, FLAGS.workdir)
         else:
             results = train_once(FLAGS.config, FLAGS.workdir)
+    except Preempted as stop:
+        log.warning("%s", stop)
+        sys.exit(runtime.PREEMPTED_EXIT_CODE)
     except (FileNotFoundError, FileExistsError, ValueError, FloatingPointError,
-            tf.errors.OpError) as error:
+            distributed.JoinError, tf.errors.OpError) as error:
         # Bad corpus or vocab, a workdir of another model, a NaN loss: one line, no traceback.
         sys.exit(f"error: {runtime.last_line(error)}")
     log.info("final: %s", ", ".join(f"{k}={v:.6g}" for k, v in sorted(results.items())))

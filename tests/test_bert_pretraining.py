@@ -249,6 +249,16 @@ def test_training_reads_tfrecords_written_offline(corpus, reference, tmp_path):
     workdir = str(tmp_path / "work")
     run(config, workdir)
     assert sorted(run_helpers.scalars(workdir, "train/mlm_loss")) == [1, 2, 3]
+    # The workdir keeps a copy of the vocab (fine-tuning's init_checkpoint reads it there),
+    # and refuses another one later.
+    with open(vocab) as given, open(os.path.join(workdir, "vocab.txt")) as kept:
+        assert kept.read() == given.read()
+    other = tmp_path / "other_vocab.txt"
+    other.write_text("\n".join(bert_fixtures.VOCAB[:5] + bert_fixtures.VOCAB[5:][::-1]) + "\n")
+    config.data.vocab_file = str(other)
+    with pytest.raises(ValueError, match="differs from .*the vocab this workdir was trained"):
+        PretrainingTask(config, workdir)
+    config.data.vocab_file = vocab
     assert 0.0 <= run_helpers.scalars(workdir, "eval/nsp_accuracy")[3] <= 1.0
     # Longer pairs than the run's max_seq_length are refused with the fix.
     config.data.max_seq_length = 17

@@ -635,6 +635,30 @@ def test_two_hosts_see_disjoint_pairs(documents, spec):
         assert rows == mine[:count * BATCH]
 
 
+def test_global_batches_do_not_depend_on_the_process_count(documents, spec):
+    """Global batch b (the hosts' local batches together) holds the same masked examples on
+    1, 2 or 3 hosts, across epoch ends and after a resume on another host count: what lets
+    a preempted run continue on another topology at the same data position."""
+    def global_batches(process_count, start=0, count=5):
+        streams = [pipeline.train_batches(
+            documents, spec, batch_size_per_host=6 // process_count, seed=4,
+            process_index=p, process_count=process_count, start_batch=start)
+            for p in range(process_count)]
+        out = []
+        for _ in range(count):
+            local = [next(stream) for stream in streams]
+            out.append(sorted(
+                tuple(np.concatenate([b[k][i].ravel() for k in sorted(b)]).tolist())
+                for b in local for i in range(len(b["input_ids"]))))
+        return out
+
+    per_epoch = len(pairs.epoch_pairs(documents, spec.pair_rules, spec.special, 4, 0)) // 6
+    assert per_epoch < 5  # the 5 batches cross an epoch end
+    single = global_batches(1)
+    assert global_batches(2) == single and global_batches(3) == single
+    assert global_batches(3, start=2, count=3) == single[2:]
+
+
 def test_hosts_draw_different_masks(tokenizer, spec):
     """Six one-sentence documents of 4 pieces: every pair is [CLS] 4 [SEP] 4 [SEP], so equal
     keys on two hosts would give equal masks; the keys differ, so the masks mostly do."""

@@ -13,13 +13,14 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from transformer_jax import runtime
+from transformer_jax import distributed, runtime
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py[:arg]).",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, vocab and TensorBoard logs.")
 flags.mark_flags_as_required(["config", "workdir"])
+distributed.define_flags()
 
 
 def main(argv):
@@ -33,11 +34,17 @@ def main(argv):
     from transformer_jax.translation.task import TranslationTask
 
     try:
+        distributed.initialize_from_flags()
+        runtime.quiet_other_processes()
         task = TranslationTask(FLAGS.config, FLAGS.workdir)
         results = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir, task)
-    except (FileNotFoundError, ValueError, FloatingPointError, tf.errors.OpError) as error:
+    except trainer.Preempted as stop:
+        logging.getLogger("transformer_jax").warning("%s", stop)
+        sys.exit(runtime.PREEMPTED_EXIT_CODE)
+    except (FileNotFoundError, ValueError, FloatingPointError,
+            distributed.JoinError, tf.errors.OpError) as error:
         # Bad data, a workdir of another model, a NaN loss: one line, no traceback.
-        sys.exit(f"error: {error}")
+        sys.exit(f"error: {runtime.last_line(error)}")
     logging.getLogger("transformer_jax").info(
         "final: %s", ", ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))
 

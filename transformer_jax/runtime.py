@@ -27,6 +27,20 @@ def setup_host(loggers: tuple[str, ...] = ("transformer_jax",)) -> None:
         ours.propagate = False
 
 
+def quiet_other_processes(loggers: tuple[str, ...] = ("transformer_jax",)) -> None:
+    """Only process 0 logs progress; the others keep their warnings and errors."""
+    import jax
+
+    if jax.process_index() != 0:
+        for name in dict.fromkeys(("transformer_jax", *loggers)):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+# A run stopped by SIGTERM (preemption) after saving a checkpoint exits with this code:
+# sysexits.h's EX_TEMPFAIL, "try again later", so a scheduler or wrapper can restart it.
+PREEMPTED_EXIT_CODE = 75
+
+
 def parse_flags(argv: list[str]) -> list[str]:
     """absl flag parsing that reports a bad flag or config override in one line.
 

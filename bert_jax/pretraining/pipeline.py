@@ -242,13 +242,22 @@ def train_batches(documents: list[list[np.ndarray]], spec: ExampleSpec, *,
                   batch_size_per_host: int, seed: int, process_index: int, process_count: int,
                   start_batch: int = 0) -> Iterator[Batch]:
     """Endless, deterministic per-host batches from in-memory documents, fresh pairs and
-    masks every epoch; ``start_batch`` skips that many (exact resume with the same process
-    count and per-host batch size). Each epoch's pairs are shuffled in ``pairs.epoch_pairs``
-    and split among hosts by record; the remainder short of a full batch is dropped."""
+    masks every epoch; ``start_batch`` skips that many global batches. Each epoch's pairs
+    are shuffled in ``pairs.epoch_pairs`` and split among hosts by record; the remainder
+    short of a full global batch is dropped.
+
+    Pair g of an epoch goes to host g % P and gets the masking key g, so global batch b
+    holds pairs [b*B, (b+1)*B) of the epoch for every process count P (B = the global
+    batch): a run resumed on another number of hosts continues at the same data position
+    with the same masks, as long as the global batch size is unchanged."""
     epoch = 0
     while True:
-        ds = epoch_pair_dataset(documents, spec, seed, epoch).shard(process_count, process_index)
-        num_batches = int(ds.reduce(np.int64(0), lambda n, _: n + 1)) // batch_size_per_host
+        pairs_ds = epoch_pair_dataset(documents, spec, seed, epoch)
+        # From the global count, so every host yields the same number of batches (a host
+        # with one pair fewer must not stop a batch early and leave the others waiting).
+        total = int(pairs_ds.reduce(np.int64(0), lambda n, _: n + 1))
+        num_batches = total // (batch_size_per_host * process_count)
+        ds = pairs_ds.shard(process_count, process_index)
         if num_batches == 0:
             raise ValueError(f"an epoch of the corpus has fewer pairs per host than "
                              f"batch_size_per_host={batch_size_per_host}: add documents or "
@@ -259,7 +268,8 @@ def train_batches(documents: list[list[np.ndarray]], spec: ExampleSpec, *,
             # Keys: epoch in the high bits, so every epoch draws new masks.
             ds = _batches(ds, spec, batch_size_per_host, seed, process_index, process_count,
                           key_offset=epoch << 32)
-            yield from ds.skip(start_batch).prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+            ds = ds.take(num_batches).skip(start_batch)
+            yield from ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
             start_batch = 0
         epoch += 1
 

@@ -68,9 +68,11 @@ def load_documents(data: ml_collections.ConfigDict) -> tuple[list, list]:
 
 def load_tokenizer(data: ml_collections.ConfigDict, workdir: str, documents) -> FullTokenizer:
     """``data.vocab_file``, else the workdir's vocab.txt, trained from the corpus if absent."""
-    if data.vocab_file:
-        return FullTokenizer(data.vocab_file, data.do_lower_case)
     path = os.path.join(workdir, "vocab.txt")
+    if data.vocab_file:
+        tokenizer = FullTokenizer(data.vocab_file, data.do_lower_case)  # checks the file
+        _keep_vocab_copy(data.vocab_file, path)
+        return tokenizer
     if not tf.io.gfile.exists(path):
         checkpoints = os.path.join(workdir, "checkpoints")
         if tf.io.gfile.exists(checkpoints) and tf.io.gfile.listdir(checkpoints):
@@ -87,6 +89,24 @@ def load_tokenizer(data: ml_collections.ConfigDict, workdir: str, documents) -> 
         tf.io.gfile.makedirs(workdir)
         write_vocab(path, vocab)
     return FullTokenizer(path, data.do_lower_case)
+
+
+def _keep_vocab_copy(vocab_file: str, path: str) -> None:
+    """A copy of the given vocab in the workdir, so the workdir alone is a usable checkpoint
+    (fine-tuning's init_checkpoint reads it); a different vocab already there is an error."""
+    with tf.io.gfile.GFile(vocab_file) as f:
+        vocab = f.read()
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as f:
+            if f.read() != vocab:
+                raise ValueError(f"data.vocab_file {vocab_file} differs from {path}, the vocab "
+                                 "this workdir was trained with: use that one, or a new --workdir")
+        return
+    if jax.process_index() == 0:
+        tf.io.gfile.makedirs(os.path.dirname(path))
+        with tf.io.gfile.GFile(path + ".tmp", "w") as f:
+            f.write(vocab)
+        tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
 
 
 class PretrainingTask(Task):
@@ -222,20 +242,28 @@ class PretrainingTask(Task):
                 ds, self.spec, batch_size_per_host=batch_size_per_host,
                 seed=seed, process_index=process_index,
                 process_count=process_count)
+            self._eval_baseline = self._baseline(self._eval_cache)
             log.info("held-out set: %d masked tokens; most frequent masked token baseline "
-                     "accuracy %.4f", *self._baseline(self._eval_cache))
+                     "accuracy %.4f", *self._eval_baseline)
         return self._eval_cache
 
-    @staticmethod
-    def _baseline(batches) -> tuple[int, float]:
+    def _baseline(self, batches) -> tuple[int, float]:
+        """(masked tokens, accuracy of always predicting the most frequent one) over the
+        whole held-out set: every host's share counted (a collective on several hosts)."""
         ids = np.concatenate([b["masked_lm_ids"][b["masked_lm_weights"] > 0] for b in batches])
-        return ids.size, (np.bincount(ids).max() / ids.size if ids.size else 0.0)
+        counts = np.bincount(ids, minlength=self.model_cfg.vocab_size)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            counts = np.asarray(multihost_utils.process_allgather(counts)).sum(axis=0)
+        total = int(counts.sum())
+        return total, (counts.max() / total if total else 0.0)
 
     def evaluate_extra(self, params, step, mesh) -> dict[str, float]:
-        """The most-frequent-token floor of held-out MLM accuracy (this host's share)."""
+        """The most-frequent-token floor of held-out MLM accuracy."""
         if self._eval_cache is None:
             return {}
-        return {"mlm_baseline_accuracy": float(self._baseline(self._eval_cache)[1])}
+        return {"mlm_baseline_accuracy": float(self._eval_baseline[1])}
 
     def tokens_in_batch(self, batch) -> int:
         return int(np.count_nonzero(batch["input_mask"]))

@@ -23,7 +23,7 @@ import optax
 
 from transformer_jax.engine import checkpoint as ckpt
 from transformer_jax.engine import metrics as metrics_lib
-from transformer_jax.engine import optim
+from transformer_jax.engine import optim, preemption
 from transformer_jax.engine import sharding as sharding_lib
 from transformer_jax.engine import state as state_lib
 from transformer_jax.engine.state import TrainState
@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
+
+
+class Preempted(Exception):
+    """The run stopped early on a preemption notice (SIGTERM), after saving a checkpoint."""
 
 
 def train_step(state: TrainState, batch: Batch, *, task: Task,
@@ -187,7 +191,8 @@ class Trainer:
                                  f"params: {state_lib.param_count(state.params):,}; shardings:")
             writer = metrics_lib.SummaryWriter(self.workdir)
             try:
-                return self._train_loop(state, writer)
+                with preemption.SigtermNotice() as self._notice:
+                    return self._train_loop(state, writer)
             finally:
                 # Also when an error stops the run (NaN, a failing eval, preemption): a save
                 # still in flight is completed, so the checkpoint an error names exists.
@@ -220,14 +225,17 @@ class Trainer:
             results = self._after_step(state, step, pending, throughput, writer) or results
             if self._interval_ends(step):  # _after_step consumed the interval's metrics
                 pending = None
-            if self.manager.reached_preemption(step):
-                # All hosts agree on this step (jax's preemption sync point, e.g. on TPU VMs).
+            if self._notice.reached(step, self.manager):
                 log.warning("preemption notice at step %d: saving, then stopping", step)
                 break
         if pending is not None:  # stopped mid-interval (preemption): NaN check before saving
             self._finish_interval(pending, step)
         if self.manager.latest_step() != step:
             self.save(state, step)
+        if step < cfg.num_train_steps:
+            self.manager.wait_until_finished()
+            raise Preempted(f"preempted at step {step} of {cfg.num_train_steps}: checkpoint "
+                            f"saved in {self.workdir}; run the same command to resume")
         return results
 
     def _interval_ends(self, step: int) -> bool:
