@@ -1,0 +1,209 @@
+"""Real multi-process runs on this machine: 2 processes x 4 CPU devices joined by
+jax.distributed (gloo), started by `launch/local_multiprocess.sh` as a user would.
+
+  * tiny BERT on 2 processes == 1 process of 8 devices, step for step (the pretraining
+    stream's global batches do not depend on the process count);
+  * the tiny Transformer on 2 processes == one process fed the same global batches (its
+    hosts shard, shuffle and pack their own part of the corpus);
+  * SIGTERM to one of the two processes: both save the same step and exit 75; the run
+    resumes on 1 process with another mesh (fsdp) at the same data position, giving the
+    uninterrupted run's losses.
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import run_helpers
+from configs import transformer_demo
+from test_bert_pretraining import WORDS, write_corpus
+from test_trainer import word_pairs, write_lines
+from transformer_jax.engine.trainer import Trainer
+from transformer_jax.translation.task import TranslationTask
+from transformer_jax.translation.tokenizer import train_sentencepiece
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAUNCH = os.path.join(REPO, "launch", "local_multiprocess.sh")
+PREEMPTED = 75
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env() -> dict:
+    return dict(os.environ, JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="",
+                TF_CPP_MIN_LOG_LEVEL="2")
+
+
+def launch(num, devices, config, workdir, flags, **popen):
+    return subprocess.Popen(["bash", LAUNCH, f"--port={free_port()}", str(num), str(devices),
+                             config, str(workdir), *flags],
+                            cwd=REPO, env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def finish(process, timeout=400) -> str:
+    out, _ = process.communicate(timeout=timeout)
+    return out
+
+
+def single(config, workdir, flags, devices=8, timeout=300):
+    """One process of ``devices`` CPU devices, through the same CLI."""
+    module = "bert_jax.main" if config.startswith("configs/bert") else "transformer_jax.main"
+    return subprocess.run(
+        [sys.executable, "-m", module, f"--config={config}", f"--workdir={workdir}", *flags],
+        cwd=REPO, env=dict(env(), XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}"),
+        capture_output=True, text=True, timeout=timeout)
+
+
+# ---------------------------------------------------------------------------------- BERT
+
+BERT = "configs/bert_pretrain.py:size=tiny"
+
+
+@pytest.fixture(scope="module")
+def bert_flags(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bert_data")
+    corpus = write_corpus(str(root / "docs.txt"))
+    held_out = write_corpus(str(root / "held_out.txt"), num_documents=5, seed=7)
+    vocab = root / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "."]
+                               + sorted(set(WORDS))) + "\n")
+    return ["--config.data.source=files", f"--config.data.input_files={corpus}",
+            f"--config.data.eval_input_files={held_out}", f"--config.data.vocab_file={vocab}",
+            "--config.data.max_seq_length=23", "--config.data.max_predictions_per_seq=5",
+            "--config.model.num_layers=2", "--config.model.hidden_size=32",
+            "--config.model.num_heads=4", "--config.model.intermediate_size=37",
+            "--config.model.max_position_embeddings=29", "--config.batch_size=8",
+            "--config.eval_batch_size=8", "--config.log_every=1", "--config.eval_every=0",
+            "--config.checkpoint_every=1000", "--config.optimizer.warmup_steps=2",
+            # A schedule that does not depend on num_train_steps: runs of different lengths
+            # (and a resumed one) follow the same learning rates.
+            "--config.optimizer.decay_steps=500"]
+
+
+@pytest.fixture(scope="module")
+def bert_reference(bert_flags, tmp_path_factory):
+    """One process, 8 devices, 24 uninterrupted steps."""
+    workdir = tmp_path_factory.mktemp("bert_single")
+    result = single(BERT, workdir, bert_flags + ["--config.num_train_steps=24"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_helpers.losses(str(workdir))
+
+
+def test_bert_two_processes_match_one(bert_flags, bert_reference, tmp_path):
+    out = finish(launch(2, 4, BERT, tmp_path, bert_flags + ["--config.num_train_steps=6"]))
+    assert "process 0 of 2: 4 local devices of 8" in out, out[-3000:]
+    assert "final:" in out, out[-3000:]
+    with open(tmp_path / "logs" / "process_1.log") as f:
+        other = f.read()
+    assert "step 1/6" not in other  # progress is logged by process 0 only
+    np.testing.assert_allclose(run_helpers.losses(str(tmp_path)), bert_reference[:6],
+                               rtol=2e-5)
+    assert run_helpers.checkpoint_steps(str(tmp_path)) == [6]
+
+
+def _wait_for(path, text, process, timeout=240) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if os.path.exists(path):
+            with open(path) as f:
+                if text in f.read():
+                    return
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended before {text!r}: {process.stdout.read()[-3000:]}")
+        time.sleep(0.2)
+    raise AssertionError(f"no {text!r} in {path} after {timeout} s")
+
+
+def test_sigterm_to_one_process_saves_and_resumes_on_another_topology(
+        bert_flags, bert_reference, tmp_path):
+    run = launch(2, 4, BERT, tmp_path, bert_flags + ["--config.num_train_steps=500"])
+    _wait_for(tmp_path / "logs" / "process_0.log", "step 3/500", run)
+    pids = subprocess.run(["pgrep", "-f", f"workdir={tmp_path} .*--process_id=1"],
+                          capture_output=True, text=True).stdout.split()
+    assert len(pids) == 1, pids
+    os.kill(int(pids[0]), signal.SIGTERM)  # the scheduler warns one host only
+    out = finish(run)
+    assert run.returncode == PREEMPTED, out[-3000:]
+    [saved] = run_helpers.checkpoint_steps(str(tmp_path))
+    assert 3 <= saved <= 20, saved
+    with open(tmp_path / "logs" / "process_1.log") as f:
+        assert f"preempted at step {saved} of 500" in f.read()
+    assert f"preempted at step {saved} of 500" in out
+    # 1 process of 8 devices, FSDP instead of data parallel: same data position and losses.
+    resumed = single(BERT, tmp_path, bert_flags + [
+        f"--config.num_train_steps={saved + 3}", "--config.sharding.preset=fsdp"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming from checkpoint at step {saved}" in resumed.stderr
+    by_step = run_helpers.scalars(str(tmp_path), "train/loss")
+    np.testing.assert_allclose([by_step[s] for s in range(1, saved + 4)],
+                               bert_reference[:saved + 3], rtol=2e-5)
+
+
+# ---------------------------------------------------------------------------- Transformer
+
+TRANSFORMER = "configs/transformer_demo.py"
+
+
+@pytest.fixture(scope="module")
+def translation_overrides(tmp_path_factory):
+    root = tmp_path_factory.mktemp("translation_data")
+    train = word_pairs(160, seed=0)
+    vocab = train_sentencepiece([side for line in train for side in line.split("\t")],
+                                str(root / "vocab.model"), vocab_size=60)
+    eval_tsv = write_lines(root / "eval.tsv", word_pairs(16, seed=1))
+    return {"data.source": "files", "data.train_tsv": write_lines(root / "train.tsv", train),
+            "data.eval_tsv": eval_tsv, "data.test_tsv": eval_tsv, "data.vocab_path": vocab,
+            "data.vocab_size": 60, "data.max_source_length": 16,
+            "data.max_target_length": 16, "data.shuffle_buffer": 64, "model.d_model": 32,
+            "model.num_heads": 4, "model.d_ff": 37, "model.num_encoder_layers": 1,
+            "model.num_decoder_layers": 1, "model.max_len": 32, "predict.bleu_split": "",
+            "batch_size": 8, "eval_batch_size": 8, "num_train_steps": 5, "log_every": 1,
+            "eval_every": 0, "checkpoint_every": 1000, "optimizer.warmup_steps": 10}
+
+
+class SameGlobalBatches:
+    """``task`` as one process sees it when it is fed the global batches that
+    ``process_count`` processes assemble (their local batches, in process order)."""
+
+    def __init__(self, task, process_count: int):
+        self._task, self._count = task, process_count
+
+    def __getattr__(self, name):
+        return getattr(self._task, name)
+
+    def train_batches(self, batch_size_per_host, start_batch, process_index, process_count):
+        assert (process_index, process_count) == (0, 1)
+        streams = [self._task.train_batches(batch_size_per_host // self._count, start_batch,
+                                            p, self._count) for p in range(self._count)]
+        while True:
+            local = [next(stream) for stream in streams]
+            yield {key: np.concatenate([batch[key] for batch in local]) for key in local[0]}
+
+
+def test_transformer_two_processes_match_one_with_the_same_global_batches(
+        translation_overrides, tmp_path):
+    flags = [f"--config.{key}={value}" for key, value in translation_overrides.items()]
+    out = finish(launch(2, 4, TRANSFORMER, tmp_path / "two", flags))
+    assert "final:" in out, out[-3000:]
+    config = transformer_demo.get_config()
+    for key, value in translation_overrides.items():
+        *parents, name = key.split(".")
+        target = config
+        for parent in parents:
+            target = target[parent]
+        target[name] = value
+    workdir = str(tmp_path / "one")
+    Trainer(config, workdir, SameGlobalBatches(TranslationTask(config, workdir), 2)).run()
+    two = run_helpers.losses(str(tmp_path / "two"))
+    assert len(two) == 5
+    np.testing.assert_allclose(two, run_helpers.losses(workdir), rtol=2e-5)
