@@ -13,7 +13,7 @@ of the abstract state, so a run saved on 8 devices resumes on 2 or on a differen
 
 import json
 import logging
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -77,6 +77,71 @@ def restore_state(manager: ocp.CheckpointManager, step: int, abstract_state: Any
     restored = manager.restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
     return restored["state"]
+
+
+class NoReadableCheckpointError(ValueError):
+    """Every checkpoint in the workdir failed to restore."""
+
+
+def restore_latest_readable(manager: ocp.CheckpointManager, abstract_state: Any,
+                            check: Callable[[dict], None]) -> tuple[int, Any] | None:
+    """(step, state) of the newest checkpoint that restores, or None if there is none.
+
+    A checkpoint that fails to read (truncated or missing files: a disk filled up, a copy
+    cut short) is reported and the previous one tried. Once one restores, the unreadable
+    newer ones are set aside as ``<step>.unreadable`` (kept for inspection, out of the
+    way of the steps the run saves next). ``check(metadata)`` refuses a checkpoint of
+    another model: that error is raised, not skipped. If none restores, nothing is moved
+    and the first error is raised.
+    """
+    failed: list[tuple[int, Exception]] = []
+    for step in sorted(manager.all_steps(), reverse=True):
+        try:
+            metadata = read_metadata(manager, step)
+        except Exception as error:  # noqa: BLE001 (any read failure means unreadable)
+            failed.append((step, error))
+            continue
+        check(metadata)  # a mismatch is the user's to fix, never skipped
+        try:
+            state = restore_state(manager, step, abstract_state)
+        except Exception as error:  # noqa: BLE001
+            failed.append((step, error))
+            continue
+        for bad, error in failed:
+            log.error("checkpoint at step %d in %s is unreadable (%s): set aside as "
+                      "%d.unreadable; resuming from step %d", bad, manager.directory,
+                      _first_line(error), bad, step)
+        _set_aside(manager, [bad for bad, _ in failed])
+        return step, state
+    if failed:
+        steps = ", ".join(str(step) for step, _ in failed)
+        raise NoReadableCheckpointError(
+            f"no checkpoint in {manager.directory} restores (steps {steps}; newest: "
+            f"{_first_line(failed[0][1])}): restore the files, or move checkpoints/ away to "
+            "start over")
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    """The root cause's first line: Orbax wraps the TensorStore error that names the file."""
+    while (error.__cause__ or error.__context__) is not None:
+        error = error.__cause__ or error.__context__
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
+def _set_aside(manager: ocp.CheckpointManager, steps: list[int]) -> None:
+    if not steps:
+        return
+    if jax.process_index() == 0:
+        for step in steps:
+            path = epath.Path(manager.directory) / str(step)
+            path.rename(path.parent / f"{step}.unreadable")
+    if jax.process_count() > 1:  # every host sees the renames before the next save
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("checkpoint_set_aside")
+    manager.reload()
 
 
 def restore_params(directory: str, abstract_params: Any, step: int | None = None,

@@ -129,12 +129,14 @@ class Trainer:
     def restore_or_init(self) -> TrainState:
         """Latest checkpoint in the workdir, else ``init_from`` params, else the task's
         ``initial_params`` (a pretrained model), else fresh."""
-        latest = self.manager.latest_step()
-        if latest is not None:
-            ckpt.check_compatible(ckpt.read_metadata(self.manager, latest), self.task.name,
-                                  self.task.compatibility_hparams(), f"workdir {self.workdir}")
-            log.info("resuming from checkpoint at step %d", latest)
-            return ckpt.restore_state(self.manager, latest, self.abstract_state)
+        restored = ckpt.restore_latest_readable(
+            self.manager, self.abstract_state,
+            lambda metadata: ckpt.check_compatible(metadata, self.task.name,
+                                                   self.task.compatibility_hparams(),
+                                                   f"workdir {self.workdir}"))
+        if restored is not None:
+            log.info("resuming from checkpoint at step %d", restored[0])
+            return restored[1]
         state = state_lib.create_train_state(self.task, self.tx, self.init_batch, self.mesh,
                                              self.rules, self.config.seed, self.state_shardings)
         if self.config.init_from:

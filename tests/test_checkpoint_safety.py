@@ -1,0 +1,134 @@
+"""Checkpoints that survive accidents: a save killed half-way is never restored, a
+truncated latest checkpoint is reported and set aside (the previous one resumes, with the
+uninterrupted run's losses), and SIGTERM saves a restorable checkpoint and exits 75."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import run_helpers
+import test_trainer
+from test_trainer import captured_warnings, make_config, run
+from transformer_jax.engine import checkpoint as ckpt
+from transformer_jax.engine.trainer import Trainer
+from transformer_jax.translation.task import TranslationTask
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The engine tests' fixtures: the tiny translation corpus and a per-module compile cache.
+corpus = test_trainer.corpus
+compilation_cache = test_trainer.compilation_cache
+
+
+def truncate_data_files(directory, size: int = 100) -> None:
+    """Cuts every array data file of a checkpoint item short: a copy cut off, a full disk.
+    (All of them: OCDBT may keep the same data in a per-process and a merged file.)"""
+    paths = [os.path.join(d, f) for d, _, names in os.walk(directory) for f in names
+             if os.path.basename(d) == "d"]
+    assert paths, os.listdir(directory)
+    for path in paths:
+        with open(path, "r+b") as f:
+            f.truncate(size)
+
+
+def test_truncated_latest_checkpoint_is_set_aside_and_the_previous_resumes(corpus, tmp_path):
+    reference = tmp_path / "reference"
+    run(make_config(corpus, "dp"), reference)  # 6 steps, checkpoints at 3 and 6
+    workdir = tmp_path / "damaged"
+    config = make_config(corpus, "dp", num_train_steps=3)
+    run(config, workdir)
+    config.num_train_steps = 6
+    run(config, workdir)
+    assert run_helpers.checkpoint_steps(str(workdir)) == [3, 6]
+    latest = workdir / "checkpoints" / "6"
+    truncate_data_files(latest / "state")
+    config.num_train_steps = 8
+    with captured_warnings("transformer_jax.engine.checkpoint") as logged:
+        run(config, workdir)
+    assert any("checkpoint at step 6" in m and "is unreadable" in m and "OUT_OF_RANGE" in m
+               and "resuming from step 3" in m for m in logged), logged
+    assert (workdir / "checkpoints" / "6.unreadable").is_dir()  # kept for inspection
+    assert run_helpers.checkpoint_steps(str(workdir)) == [3, 6, 8]
+    # Steps 4-6 were retrained from step 3: the same losses as the uninterrupted run.
+    by_step = run_helpers.scalars(str(workdir), "train/loss")
+    np.testing.assert_allclose([by_step[s] for s in range(1, 7)],
+                               run_helpers.losses(str(reference)), rtol=1e-6)
+
+
+def test_no_readable_checkpoint_is_an_error_that_moves_nothing(corpus, tmp_path):
+    workdir = tmp_path / "work"
+    config = make_config(corpus, "dp", num_train_steps=3)
+    run(config, workdir)
+    state = workdir / "checkpoints" / "3" / "state"
+    truncate_data_files(state, 10)
+    before = sorted(os.listdir(workdir / "checkpoints"))
+    with pytest.raises(ckpt.NoReadableCheckpointError,
+                       match=r"no checkpoint in .* restores \(steps 3; newest: OUT_OF_RANGE"):
+        Trainer(config, str(workdir), TranslationTask(config, str(workdir))).run()
+    assert sorted(os.listdir(workdir / "checkpoints")) == before
+
+
+KILLED_MID_SAVE = textwrap.dedent("""
+    import os, signal, sys
+    import jax, jax.numpy as jnp
+    from transformer_jax.engine import checkpoint as ckpt
+    manager = ckpt.make_manager(sys.argv[1], async_save=True)
+    small = {"w": jnp.ones((3, 7))}
+    ckpt.save(manager, 1, small, {"step": 1}, force=True)
+    manager.wait_until_finished()
+    big = {"w": jnp.ones((4096, 4096)), "v": jnp.ones((4096, 4096))}  # 128 MB: a slow save
+    ckpt.save(manager, 2, big, {"step": 2}, force=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # the host dies while step 2 is being written
+""")
+
+
+def test_a_save_killed_half_way_is_never_restored(tmp_path):
+    result = subprocess.run([sys.executable, "-c", KILLED_MID_SAVE, str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+    names = os.listdir(tmp_path / "checkpoints")
+    assert "1" in names and "2" not in names, names  # step 2 exists only as a temporary
+    assert any(name.startswith("2.") for name in names), names  # the kill did land mid-save
+    manager = ckpt.make_manager(str(tmp_path))
+    assert manager.all_steps() == [1]
+    assert ckpt.read_metadata(manager, 1) == {"step": 1}
+    manager.close()
+
+
+def test_sigterm_saves_a_restorable_checkpoint_and_exits_75(tmp_path):
+    """The README's demo config shrunk, stopped by SIGTERM mid-run, then resumed."""
+    flags = ["--config=configs/transformer_demo.py", f"--workdir={tmp_path}",
+             "--config.num_train_steps=2000", "--config.log_every=1",
+             "--config.checkpoint_every=1000", "--config.eval_every=0",
+             "--config.batch_size=16", "--config.model.d_model=32", "--config.model.d_ff=37",
+             "--config.model.num_encoder_layers=1", "--config.model.num_decoder_layers=1",
+             "--config.data.vocab_size=200", "--config.data.max_source_length=24",
+             "--config.data.max_target_length=24", "--config.data.shuffle_buffer=1000",
+             "--config.predict.num_bleu_examples=8", "--config.predict.max_decode_len=24"]
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    log_path = tmp_path / "log.txt"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "transformer_jax.main", *flags],
+                                   cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 240
+        while "step 3/2000" not in log_path.read_text():
+            assert process.poll() is None and time.time() < deadline, log_path.read_text()
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+    text = log_path.read_text()
+    assert process.returncode == 75, text[-3000:]
+    [saved] = run_helpers.checkpoint_steps(str(tmp_path))
+    assert 3 <= saved < 2000
+    assert f"preempted at step {saved} of 2000" in text and "Traceback" not in text
+    resumed = subprocess.run(
+        [sys.executable, "-m", "transformer_jax.main", *flags[:2],
+         f"--config.num_train_steps={saved + 2}", *flags[3:]],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming from checkpoint at step {saved}" in resumed.stderr
+    assert run_helpers.checkpoint_steps(str(tmp_path)) == [saved, saved + 2]
