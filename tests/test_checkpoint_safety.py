@@ -132,3 +132,8 @@ def test_sigterm_saves_a_restorable_checkpoint_and_exits_75(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming from checkpoint at step {saved}" in resumed.stderr
     assert run_helpers.checkpoint_steps(str(tmp_path)) == [saved, saved + 2]
+    # Goodput: the time from the preemption save to the resume is reported as lost.
+    assert "since the checkpoint was saved" in resumed.stderr
+    lost = run_helpers.scalars(str(tmp_path), "perf/lost_to_restarts_s")
+    assert lost[saved + 1] > 0.0 and lost[1] == 0.0
+    assert 0.0 < run_helpers.scalars(str(tmp_path), "perf/goodput")[saved + 2] < 1.0

@@ -86,3 +86,50 @@ def test_check_compatible_refuses_another_task():
                        match="holds a 'bert_pretraining' checkpoint, not 'translation'"):
         ckpt.check_compatible({"task": "bert_pretraining", "compat": MODEL}, "translation", MODEL,
                               "workdir /w")
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_throughput_splits_each_interval_into_compute_data_checkpoint_and_eval(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(metrics_lib.time, "perf_counter", clock)
+    started = clock.now - 10.0  # 10 s of start-up (compilation) before the first step
+    meter = metrics_lib.Throughput(0, 100, peak_flops_per_s=1e3, started_at=started)
+    for _ in range(4):  # 4 steps of 1 s each, 0.25 s of it waiting for data
+        meter.spent("data_wait", 0.25)
+        meter.add_step(tokens=50, flops=300.0)
+        clock.now += 1.0
+    meter.spent("checkpoint", 2.0)
+    meter.spent("eval", 3.0)
+    clock.now += 5.0
+    out = meter.measure(4)
+    assert out["perf/step_time_s"] == pytest.approx(1.0)
+    assert out["perf/compute_s"] == pytest.approx(0.75)
+    assert out["perf/data_wait_s"] == pytest.approx(0.25)
+    assert (out["perf/checkpoint_s"], out["perf/eval_s"]) == (2.0, 3.0)
+    assert out["perf/tokens_per_s"] == pytest.approx(50.0)
+    assert out["perf/mfu"] == pytest.approx(0.3)  # 300 flop/s of training time / 1e3 peak
+    assert out["perf/eta_s"] == pytest.approx(96.0)
+    assert out["perf/goodput"] == pytest.approx(3.0 / 19.0)  # compute / all wall since start
+    line = metrics_lib.progress_line(4, 100, out)
+    assert "MFU 30.0%" in line and "data wait 25%" in line and "goodput 16%" in line
+    clock.now += 1.0  # the next interval starts from zero
+    assert meter.measure(5)["perf/data_wait_s"] == 0.0
+
+
+def test_restart_ledger_adds_the_time_since_the_checkpoint_was_saved(monkeypatch):
+    ledger = metrics_lib.RestartLedger()
+    saved = ledger.to_metadata()
+    assert saved["lost_to_restarts_s"] == 0.0
+    monkeypatch.setattr(metrics_lib.time, "time", lambda: saved["saved_at"] + 90.0)
+    ledger.resumed(dict(saved, lost_to_restarts_s=30.0))
+    assert ledger.lost_s == pytest.approx(120.0)
+    fresh = metrics_lib.RestartLedger()
+    fresh.resumed({"step": 3})  # a checkpoint written before the ledger: nothing known
+    assert fresh.lost_s == 0.0

@@ -84,8 +84,9 @@ class NoReadableCheckpointError(ValueError):
 
 
 def restore_latest_readable(manager: ocp.CheckpointManager, abstract_state: Any,
-                            check: Callable[[dict], None]) -> tuple[int, Any] | None:
-    """(step, state) of the newest checkpoint that restores, or None if there is none.
+                            check: Callable[[dict], None]) -> tuple[int, Any, dict] | None:
+    """(step, state, metadata) of the newest checkpoint that restores, or None if there is
+    none.
 
     A checkpoint that fails to read (truncated or missing files: a disk filled up, a copy
     cut short) is reported and the previous one tried. Once one restores, the unreadable
@@ -112,7 +113,7 @@ def restore_latest_readable(manager: ocp.CheckpointManager, abstract_state: Any,
                       "%d.unreadable; resuming from step %d", bad, manager.directory,
                       _first_line(error), bad, step)
         _set_aside(manager, [bad for bad, _ in failed])
-        return step, state
+        return step, state, metadata
     if failed:
         steps = ", ".join(str(step) for step, _ in failed)
         raise NoReadableCheckpointError(

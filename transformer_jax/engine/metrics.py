@@ -72,38 +72,80 @@ def format_duration(seconds: float) -> str:
 
 
 class Throughput:
-    """Steps/s, tokens/s and MFU over the interval since the previous ``measure`` call."""
+    """Where the time of each logging interval went, and the throughput of its steps.
 
-    def __init__(self, start_step: int, total_steps: int, peak_flops_per_s: float = 0.0):
-        self._last_time = time.perf_counter()
-        self._last_step = start_step
+    The interval's wall time is split into data wait (the host waiting for the next batch:
+    the device idles if the pipeline is the bottleneck), checkpoint saving (the blocking
+    part of a save), evaluation, and compute (the rest: dispatching and running the steps).
+    Tokens/s and MFU count training time only (wall minus checkpoints and evals). Goodput
+    is compute over all wall time since the run started (start-up and compilation
+    included), the fraction of time that trained the model.
+    """
+
+    def __init__(self, start_step: int, total_steps: int, peak_flops_per_s: float = 0.0,
+                 started_at: float | None = None):
+        self._started_at = time.perf_counter() if started_at is None else started_at
         self._total_steps = total_steps
         self._peak = peak_flops_per_s
-        self._tokens = 0
-        self._flops = 0.0
+        self._compute_total = 0.0
+        self._reset(start_step, time.perf_counter())
+
+    def _reset(self, step: int, now: float) -> None:
+        self._last_time, self._last_step, self._tokens, self._flops = now, step, 0, 0.0
+        self._spent = {"data_wait": 0.0, "checkpoint": 0.0, "eval": 0.0}
 
     def add_step(self, tokens: int, flops: float) -> None:
         self._tokens += tokens
         self._flops += flops
 
-    def restart(self, step: int) -> None:
-        """Excludes time spent outside training (eval, checkpoints) from throughput."""
-        self._last_time, self._last_step, self._tokens, self._flops = (
-            time.perf_counter(), step, 0, 0.0)
+    def spent(self, kind: str, seconds: float) -> None:
+        """Time that was not compute: 'data_wait', 'checkpoint' or 'eval'."""
+        self._spent[kind] += seconds
 
     def measure(self, step: int) -> dict[str, float]:
         now = time.perf_counter()
         elapsed = max(now - self._last_time, 1e-9)
         steps = max(step - self._last_step, 1)
+        training = max(elapsed - self._spent["checkpoint"] - self._spent["eval"], 1e-9)
+        compute = max(training - self._spent["data_wait"], 0.0)
+        self._compute_total += compute
         out = {
-            "perf/step_time_s": elapsed / steps,
-            "perf/tokens_per_s": self._tokens / elapsed,
-            "perf/eta_s": (self._total_steps - step) * elapsed / steps,
+            "perf/step_time_s": training / steps,
+            "perf/compute_s": compute / steps,
+            "perf/data_wait_s": self._spent["data_wait"] / steps,
+            "perf/checkpoint_s": self._spent["checkpoint"],
+            "perf/eval_s": self._spent["eval"],
+            "perf/tokens_per_s": self._tokens / training,
+            "perf/eta_s": (self._total_steps - step) * training / steps,
+            "perf/goodput": self._compute_total / max(now - self._started_at, 1e-9),
         }
         if self._peak > 0 and self._flops > 0:
-            out["perf/mfu"] = self._flops / elapsed / self._peak
-        self.restart(step)
+            out["perf/mfu"] = self._flops / training / self._peak
+        self._reset(step, now)
         return out
+
+
+class RestartLedger:
+    """Wall time lost to restarts, carried in checkpoint metadata from run to run.
+
+    A resumed run loses the time from its checkpoint's save to the resume: the steps
+    trained after that save, the downtime, and the start-up up to the restore.
+    """
+
+    def __init__(self):
+        self.lost_s = 0.0
+
+    def resumed(self, metadata: dict) -> None:
+        saved_at = metadata.get("saved_at")
+        if saved_at is None:  # a checkpoint from before this ledger existed
+            return
+        lost = max(time.time() - saved_at, 0.0)
+        self.lost_s = float(metadata.get("lost_to_restarts_s", 0.0)) + lost
+        log.info("restart: %s since the checkpoint was saved, %s lost to restarts in all",
+                 format_duration(lost), format_duration(self.lost_s))
+
+    def to_metadata(self) -> dict:
+        return {"saved_at": time.time(), "lost_to_restarts_s": self.lost_s}
 
 
 def progress_line(step: int, total: int, values: Mapping[str, float]) -> str:
@@ -117,6 +159,11 @@ def progress_line(step: int, total: int, values: Mapping[str, float]) -> str:
         parts.append(f"{values['perf/tokens_per_s']:,.0f} tok/s")
     if "perf/mfu" in values:
         parts.append(f"MFU {100 * values['perf/mfu']:.1f}%")
+    if values.get("perf/step_time_s", 0) > 0 and "perf/data_wait_s" in values:
+        wait = values["perf/data_wait_s"] / values["perf/step_time_s"]
+        parts.append(f"data wait {100 * wait:.0f}%")
+    if "perf/goodput" in values:
+        parts.append(f"goodput {100 * values['perf/goodput']:.0f}%")
     if "perf/eta_s" in values:
         parts.append(f"ETA {format_duration(values['perf/eta_s'])}")
     return " | ".join(parts)

@@ -13,6 +13,7 @@ stopped at step k and resumed produces the same losses as one that never stopped
 import functools
 import logging
 import math
+import time
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -70,6 +71,8 @@ class Trainer:
     def __init__(self, config: ml_collections.ConfigDict, workdir: str, task: Task,
                  devices: Sequence[jax.Device] | None = None):
         """``devices``: the mesh's devices (default all), e.g. one device as a reference."""
+        self._started_at = time.perf_counter()  # goodput counts start-up and compilation
+        self.restarts = metrics_lib.RestartLedger()
         self.config, self.workdir, self.task = config, workdir, task
         self.best: ckpt.BestParams | None = None  # set in run(): it writes to the workdir
         self.rules = sharding_lib.logical_rules(config.sharding.preset)
@@ -124,7 +127,7 @@ class Trainer:
     def metadata(self, step: int) -> dict:
         return {"task": self.task.name, "model": self.task.model_hparams(),
                 "compat": self.task.compatibility_hparams(), "step": step,
-                "config": self.config.to_dict()}
+                "config": self.config.to_dict(), **self.restarts.to_metadata()}
 
     def restore_or_init(self) -> TrainState:
         """Latest checkpoint in the workdir, else ``init_from`` params, else the task's
@@ -135,8 +138,10 @@ class Trainer:
                                                    self.task.compatibility_hparams(),
                                                    f"workdir {self.workdir}"))
         if restored is not None:
-            log.info("resuming from checkpoint at step %d", restored[0])
-            return restored[1]
+            step, state, metadata = restored
+            log.info("resuming from checkpoint at step %d", step)
+            self.restarts.resumed(metadata)
+            return state
         state = state_lib.create_train_state(self.task, self.tx, self.init_batch, self.mesh,
                                              self.rules, self.config.seed, self.state_shardings)
         if self.config.init_from:
@@ -213,10 +218,13 @@ class Trainer:
         data = self.task.train_batches(cfg.batch_size // jax.process_count(), step,
                                        jax.process_index(), jax.process_count())
         peak_flops = cfg.peak_tflops_per_device * 1e12 * jax.device_count()
-        throughput = metrics_lib.Throughput(step, cfg.num_train_steps, peak_flops)
+        throughput = metrics_lib.Throughput(step, cfg.num_train_steps, peak_flops,
+                                            started_at=self._started_at)
         pending, results = None, {}
         while step < cfg.num_train_steps:
+            waited = time.perf_counter()
             local = next(data)
+            throughput.spent("data_wait", time.perf_counter() - waited)
             state, step_metrics = self._train_step(
                 state, sharding_lib.global_batch(local, self.mesh))
             step += 1
@@ -257,22 +265,25 @@ class Trainer:
             jax.block_until_ready(state.step)
             values = self._finish_interval(pending, step)  # raises before any save on NaN
             values.update(throughput.measure(step))
+            values["perf/lost_to_restarts_s"] = self.restarts.lost_s
             if log_now:
                 writer.scalars(step, values)
                 if jax.process_index() == 0:
                     log.info(metrics_lib.progress_line(step, cfg.num_train_steps, values))
         if save_now:  # before eval, so a failing eval never costs the trained steps
+            started = time.perf_counter()
             self.save(state, step)
+            throughput.spent("checkpoint", time.perf_counter() - started)
         if eval_now:
+            started = time.perf_counter()
             results = self.evaluate(state)
+            throughput.spent("eval", time.perf_counter() - started)
             if self.best:
                 self.best.update(step, state.params, results, self.metadata(step))
             writer.scalars(step, results)
             if jax.process_index() == 0:
                 log.info("eval at step %d: %s", step,
                              ", ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))
-        if eval_now or save_now:
-            throughput.restart(step)
         return results
 
 
