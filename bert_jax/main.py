@@ -22,6 +22,12 @@ config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, vocab.txt and TensorBoard logs.")
 flags.mark_flags_as_required(["config", "workdir"])
 distributed.define_flags()
+flags.DEFINE_bool("compile_only", False,
+                  "Compile the train step from shapes and report per-device memory for the "
+                  "config's mesh and batch; train nothing (--workdir is not touched).")
+flags.DEFINE_string("topology", "",
+                    "With --compile_only: a target slice as PLATFORM:TOPOLOGY, e.g. "
+                    "tpu:v4:2x2x4 (a v4-32; needs libtpu, not a TPU). Default: this host.")
 log = logging.getLogger("bert_jax")
 
 
@@ -37,6 +43,9 @@ def main(argv):
     try:
         distributed.initialize_from_flags()
         runtime.quiet_other_processes(("bert_jax",))
+        if FLAGS.compile_only:
+            compile_only(FLAGS.config, FLAGS.topology)
+            return
         if FLAGS.config.get("sweep"):
             results = sweep(FLAGS.config, FLAGS.workdir)
         else:
@@ -88,6 +97,17 @@ def sweep(config, workdir: str) -> dict[str, float]:
     log.info("sweep: best learning_rate=%s (%s=%.4f); runs in %s/lr_*", best_rate,
              run_config.best_metric, runs[best_rate]["best"], workdir)
     return dict(runs[best_rate], learning_rate=float(best_rate))
+
+
+def compile_only(config, topology: str) -> dict[str, float]:
+    """The per-device memory report of a pretraining config (model shapes only: no
+    corpus, no vocab; data.vocab_size sizes the embeddings)."""
+    from bert_jax.pretraining.task import PretrainingTask
+    from transformer_jax.engine import memory
+
+    if config.get("kind", "pretrain") != "pretrain":
+        raise ValueError("--compile_only covers pretraining configs (configs/bert_pretrain.py)")
+    return memory.compile_only(config, PretrainingTask.for_benchmark(config), topology)
 
 
 def make_task(config, workdir: str):

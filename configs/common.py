@@ -29,6 +29,9 @@ def engine_config() -> ml_collections.ConfigDict:
     c.sharding.preset = "dp"         # dp | fsdp | fsdp_tp
     # Mesh axis sizes; -1 takes the remaining devices, 0 keeps the preset's default.
     c.sharding.mesh = ml_collections.ConfigDict({"data": 0, "fsdp": 0, "tensor": 0})
+    # Start-up check: with fsdp or tensor > 1, at most this fraction of the parameter bytes
+    # may be replicated on every device (more means axis names or mesh sizes are wrong).
+    c.sharding.max_replicated_fraction = 0.5
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.name = "adam"

@@ -21,6 +21,12 @@ config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, vocab and TensorBoard logs.")
 flags.mark_flags_as_required(["config", "workdir"])
 distributed.define_flags()
+flags.DEFINE_bool("compile_only", False,
+                  "Compile the train step from shapes and report per-device memory for the "
+                  "config's mesh and batch; train nothing (--workdir is not touched).")
+flags.DEFINE_string("topology", "",
+                    "With --compile_only: a target slice as PLATFORM:TOPOLOGY, e.g. "
+                    "tpu:v4:2x2x4 (a v4-32; needs libtpu, not a TPU). Default: this host.")
 
 
 def main(argv):
@@ -36,6 +42,12 @@ def main(argv):
     try:
         distributed.initialize_from_flags()
         runtime.quiet_other_processes()
+        if FLAGS.compile_only:
+            from transformer_jax.engine import memory
+
+            memory.compile_only(FLAGS.config, TranslationTask.for_benchmark(FLAGS.config),
+                                FLAGS.topology)
+            return
         task = TranslationTask(FLAGS.config, FLAGS.workdir)
         results = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir, task)
     except trainer.Preempted as stop:

@@ -55,6 +55,12 @@ PRESETS = tuple(_WEIGHT_RULES)
 LogicalRules = Sequence[tuple[str, Any]]
 
 
+def weight_axes(preset: str) -> tuple[str, ...]:
+    """The mesh axes a preset splits weights over (none for pure data parallel)."""
+    used = {axis for _, axis in _WEIGHT_RULES[preset] if axis is not None}
+    return tuple(a for a in MESH_AXES if a in used)
+
+
 def logical_rules(preset: str) -> LogicalRules:
     """The logical-name -> mesh-axis table of a preset."""
     if preset not in _WEIGHT_RULES:

@@ -24,7 +24,7 @@ import optax
 
 from transformer_jax.engine import checkpoint as ckpt
 from transformer_jax.engine import metrics as metrics_lib
-from transformer_jax.engine import optim, preemption
+from transformer_jax.engine import memory, optim, preemption
 from transformer_jax.engine import sharding as sharding_lib
 from transformer_jax.engine import state as state_lib
 from transformer_jax.engine.state import TrainState
@@ -86,6 +86,9 @@ class Trainer:
         self.abstract_state, self.state_shardings = state_lib.state_shardings(
             task, self.tx, init_batch, self.mesh, self.rules)
         self.init_batch = init_batch
+        memory.check_replication(self.abstract_state.params, self.state_shardings.params,
+                                 self.mesh, sharding_lib.weight_axes(config.sharding.preset),
+                                 config.sharding.max_replicated_fraction)
         self.batch_sharding = sharding_lib.batch_sharding(self.mesh)
         self.manager = ckpt.make_manager(
             workdir, max_to_keep=config.keep_checkpoints, async_save=config.async_checkpoints)
@@ -95,6 +98,7 @@ class Trainer:
             in_shardings=(self.state_shardings, self.batch_sharding),
             out_shardings=(self.state_shardings, state_lib.replicated(self.mesh)),
             donate_argnums=(0,))
+        self.train_step_fn = self._train_step  # for ahead-of-time lowering (engine.memory)
         self._eval_step = jax.jit(
             functools.partial(eval_step, task=task),
             in_shardings=(self.state_shardings.params, self.batch_sharding),
