@@ -59,6 +59,8 @@ class BertConfig(HyperParams):
     initializer_range: float = 0.02        # stddev of the truncated-normal initialiser
     dtype: str = "float32"                 # compute dtype
     param_dtype: str = "float32"           # storage dtype of parameters
+    remat: str = "none"                    # none | full | dots | dots_no_batch
+    scan_layers: bool = False              # nn.scan over the encoder layers
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
@@ -84,13 +86,14 @@ class BertConfig(HyperParams):
             attention_dropout_rate=self.attention_dropout,
             max_len=self.max_position_embeddings, pre_layer_norm=False, activation="gelu",
             attention_bias=True, layer_norm_epsilon=self.layer_norm_eps,
-            dtype=self.dtype, param_dtype=self.param_dtype)
+            dtype=self.dtype, param_dtype=self.param_dtype, remat=self.remat,
+            scan_layers=self.scan_layers)
 
 
 # BertConfig fields that fix the parameters' shapes and meaning (not dropout or compute
 # dtype): what a checkpoint must match to be restored into a model.
 SHAPE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
-                "max_position_embeddings", "type_vocab_size", "param_dtype")
+                "max_position_embeddings", "type_vocab_size", "param_dtype", "scan_layers")
 
 
 def bert_init(config: BertConfig):

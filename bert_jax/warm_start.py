@@ -18,11 +18,13 @@ import tensorflow as tf
 from bert_jax import interop
 from bert_jax.model import BertConfig
 from bert_jax.tokenization import load_vocab
+from transformer_jax import stacking
 
 log = logging.getLogger(__name__)
 
 # Run settings that may differ from the checkpoint's: they leave the weights' meaning intact.
-RUN_FIELDS = ("hidden_dropout", "attention_dropout", "dtype", "param_dtype")
+RUN_FIELDS = ("hidden_dropout", "attention_dropout", "dtype", "param_dtype", "remat",
+              "scan_layers")
 
 
 def model_config(pretrained: interop.Pretrained,
@@ -86,7 +88,12 @@ def place(pretrained: interop.Pretrained, params: Any) -> Any:
     leaves the checkpoint lacks (a new head) keep their fresh values.
     """
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
-    restored, missing = interop.restore_into(pretrained, abstract)
+    # Checkpoints come in the unscanned layout (layer_i); a scanned model stacks them.
+    scanned = stacking.is_scanned(abstract)
+    restored, missing = interop.restore_into(
+        pretrained, stacking.unscan_tree(abstract) if scanned else abstract)
+    if scanned:
+        restored = stacking.scan_tree(restored)
     if missing:
         log.info("not in init_checkpoint, freshly initialised: %s", ", ".join(missing))
     return jax.tree.map(

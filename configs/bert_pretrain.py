@@ -42,6 +42,8 @@ def model_config(size: str) -> ml_collections.ConfigDict:
     m.attention_dropout = 0.1
     m.dtype = "float32"            # "bfloat16" on TPU/GPU: compute dtype, params stay fp32
     m.param_dtype = "float32"
+    m.remat = "none"               # none | full | dots | dots_no_batch: memory for compute
+    m.scan_layers = False          # nn.scan over layers (compile once; other param layout)
     return m
 
 

@@ -85,7 +85,9 @@ def model_config(size: str) -> ml_collections.ConfigDict:
         num_encoder_layers=6, num_decoder_layers=6, dropout_rate=0.1, attention_dropout_rate=0.0, max_len=512,
         share_embeddings=True, tie_output=True, pre_layer_norm=False, activation="relu",
         attention_bias=False, layer_norm_epsilon=1e-6, dtype="float32",
-        param_dtype="float32"))
+        param_dtype="float32",
+        remat="none",              # none | full | dots | dots_no_batch: memory for compute
+        scan_layers=False))        # nn.scan over layers (compile once; other param layout)
     m.update(SIZES[size])
     return m
 

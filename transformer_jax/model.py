@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import flax.linen as nn
 import jax.numpy as jnp
 
-from transformer_jax import attention
+from transformer_jax import attention, stacking
 from transformer_jax.layers import (
     Array, Embed, FeedForward, SinusoidalPositions, constrain, default_kernel_init, layer_norm,
     logical)
@@ -75,8 +75,13 @@ class TransformerConfig(HyperParams):
     layer_norm_epsilon: float = 1e-6
     dtype: str = "float32"             # compute dtype
     param_dtype: str = "float32"       # storage dtype of parameters
+    remat: str = "none"                # none | full | dots | dots_no_batch (stacking.py)
+    scan_layers: bool = False          # nn.scan over layers: params stacked on "layers"
 
     def __post_init__(self):
+        if self.remat != "none" and self.remat not in stacking.REMAT_POLICIES:
+            raise ValueError(f"remat={self.remat!r}; use 'none' or one of "
+                             f"{list(stacking.REMAT_POLICIES)}")
         if self.head_dim is None and self.d_model % self.num_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by num_heads="
                              f"{self.num_heads}; set head_dim explicitly")
@@ -119,58 +124,78 @@ def _feed_forward(cfg: TransformerConfig) -> FeedForward:
 
 
 class EncoderLayer(nn.Module):
-    """Self-attention then feed-forward, each wrapped in residual + LayerNorm."""
+    """Self-attention then feed-forward, each wrapped in residual + LayerNorm.
+
+    Called as a scan body: returns (the new carry, this layer's output if ``collect``)."""
 
     config: TransformerConfig
+    deterministic: bool = True
+    collect: bool = False
 
     @nn.compact
-    def __call__(self, x: Array, mask: Array | None, deterministic: bool) -> Array:
-        """x [B, S, D], mask [B, 1, S, S] -> [B, S, D]."""
-        cfg = self.config
+    def __call__(self, x: Array, mask: Array | None) -> tuple[Array, Array | None]:
+        """x [B, S, D], mask [B, 1, S, S] -> ([B, S, D], [B, S, D] or None)."""
+        cfg, deterministic = self.config, self.deterministic
         self_attention = _attention(cfg, "self_attention")
         x = SubLayer(cfg, name="attention_block")(
             x, lambda h: self_attention(h, h, mask, deterministic=deterministic), deterministic)
         ffn = _feed_forward(cfg)
-        return SubLayer(cfg, name="ffn_block")(
+        x = SubLayer(cfg, name="ffn_block")(
             x, lambda h: ffn(h, deterministic=deterministic), deterministic)
+        return x, (x if self.collect else None)
 
 
 class DecoderLayer(nn.Module):
-    """Masked self-attention, encoder-decoder attention, feed-forward."""
+    """Masked self-attention, encoder-decoder attention, feed-forward (a scan body)."""
 
     config: TransformerConfig
+    deterministic: bool = True
+    decode: bool = False
 
     @nn.compact
     def __call__(self, y: Array, encoded: Array, self_mask: Array | None,
-                 cross_mask: Array | None, deterministic: bool, decode: bool) -> Array:
+                 cross_mask: Array | None) -> tuple[Array, None]:
         """y [B, L, D], encoded [B, S, D], masks [B, 1, L, L] / [B, 1, L, S] -> [B, L, D]."""
-        cfg = self.config
+        cfg, deterministic = self.config, self.deterministic
         self_attention = _attention(cfg, "self_attention")
         y = SubLayer(cfg, name="self_attention_block")(
             y, lambda h: self_attention(h, h, self_mask, deterministic=deterministic,
-                                        decode=decode), deterministic)
+                                        decode=self.decode), deterministic)
         # Queries come from the decoder, keys and values from the encoder output.
         cross_attention = _attention(cfg, "cross_attention")
         y = SubLayer(cfg, name="cross_attention_block")(
             y, lambda h: cross_attention(h, encoded, cross_mask, deterministic=deterministic),
             deterministic)
         ffn = _feed_forward(cfg)
-        return SubLayer(cfg, name="ffn_block")(
+        y = SubLayer(cfg, name="ffn_block")(
             y, lambda h: ffn(h, deterministic=deterministic), deterministic)
+        return y, None
 
 
 class EncoderStack(nn.Module):
-    """num_encoder_layers EncoderLayers over embedded inputs (+ final LN when pre-LN)."""
+    """num_encoder_layers EncoderLayers over embedded inputs (+ final LN when pre-LN).
+
+    Sows each layer's output as ``intermediates/hidden_states`` (when that collection is
+    mutable), in either layout."""
 
     config: TransformerConfig
 
     @nn.compact
     def __call__(self, x: Array, mask: Array | None, deterministic: bool) -> Array:
         """x [B, S, D] already embedded -> [B, S, D]."""
-        cfg = self.config
-        for i in range(cfg.num_encoder_layers):
-            x = EncoderLayer(cfg, name=f"layer_{i}")(x, mask, deterministic)
-            self.sow("intermediates", "hidden_states", x)
+        cfg, count = self.config, self.config.num_encoder_layers
+        collect = self.is_mutable_collection("intermediates")
+        layer = stacking.layer_class(EncoderLayer, cfg.remat, cfg.scan_layers, count)
+        hidden = []
+        if cfg.scan_layers and count:
+            x, stacked = layer(cfg, deterministic, collect, name=stacking.SCANNED)(x, mask)
+            hidden = [stacked[i] for i in range(count)] if collect else []  # [L, B, S, D]
+        else:
+            for i in range(count):
+                x, _ = layer(cfg, deterministic, name=f"layer_{i}")(x, mask)
+                hidden.append(x)
+        for h in hidden:
+            self.sow("intermediates", "hidden_states", h)
         if cfg.pre_layer_norm:
             x = layer_norm(cfg.layer_norm_epsilon, cfg.storage_dtype, "final_layer_norm")(x)
         return x.astype(cfg.compute_dtype)
@@ -184,10 +209,15 @@ class DecoderStack(nn.Module):
     @nn.compact
     def __call__(self, y: Array, encoded: Array, self_mask: Array | None,
                  cross_mask: Array | None, deterministic: bool, decode: bool) -> Array:
-        cfg = self.config
-        for i in range(cfg.num_decoder_layers):
-            y = DecoderLayer(cfg, name=f"layer_{i}")(
-                y, encoded, self_mask, cross_mask, deterministic, decode)
+        cfg, count = self.config, self.config.num_decoder_layers
+        layer = stacking.layer_class(DecoderLayer, cfg.remat, cfg.scan_layers, count)
+        if cfg.scan_layers and count:
+            y, _ = layer(cfg, deterministic, decode, name=stacking.SCANNED)(
+                y, encoded, self_mask, cross_mask)
+        else:
+            for i in range(count):
+                y, _ = layer(cfg, deterministic, decode, name=f"layer_{i}")(
+                    y, encoded, self_mask, cross_mask)
         if cfg.pre_layer_norm:
             y = layer_norm(cfg.layer_norm_epsilon, cfg.storage_dtype, "final_layer_norm")(y)
         return y.astype(cfg.compute_dtype)

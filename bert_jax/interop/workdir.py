@@ -6,6 +6,7 @@ task a tree with a ``bert`` subtree. Only the params of the latest step are read
 arrays on the host: no target tree, mesh or optimizer state is needed.
 """
 
+import dataclasses
 import logging
 
 import jax
@@ -15,6 +16,7 @@ from etils import epath
 
 from bert_jax.interop import layout
 from bert_jax.model import BertConfig
+from transformer_jax import stacking
 from transformer_jax.engine.checkpoint import CHECKPOINT_SUBDIR
 
 log = logging.getLogger(__name__)
@@ -60,8 +62,11 @@ def read(directory: str) -> tuple[BertConfig, layout.Tree, str | None, str]:
     dropped = sorted(set(params) - set(_KEPT))
     if dropped:
         log.info("%s: leaving out the task's own params %s", checkpoints, dropped)
-    params = {k: jax.tree.map(lambda x: np.asarray(x, np.float32), params[k])
+    # The interchange layout is unscanned (layer_i), whatever layout the run trained in.
+    params = {k: stacking.unscan_tree(jax.tree.map(lambda x: np.asarray(x, np.float32),
+                                                   params[k]))
               for k in _KEPT if k in params}
+    config = dataclasses.replace(config, scan_layers=False)
     vocab = workdir / VOCAB_FILE
     return (config, params, str(vocab) if vocab.exists() else None,
             f"{metadata.get('task')} workdir {checkpoints} step {step}")

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 # TransformerConfig fields that fix parameter shapes or meaning (not dropout, dtype, max_len).
 SHAPE_FIELDS = ("vocab_size", "d_model", "num_heads", "head_dim", "d_ff", "num_encoder_layers",
                 "num_decoder_layers", "share_embeddings", "tie_output", "pre_layer_norm",
-                "activation", "attention_bias", "param_dtype")
+                "activation", "attention_bias", "param_dtype", "scan_layers")
 SPLIT_KEYS = {"train": "train_split", "eval": "eval_split", "test": "test_split"}
 
 
