@@ -20,13 +20,7 @@ config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, vocab and TensorBoard logs.")
 flags.mark_flags_as_required(["config", "workdir"])
-distributed.define_flags()
-flags.DEFINE_bool("compile_only", False,
-                  "Compile the train step from shapes and report per-device memory for the "
-                  "config's mesh and batch; train nothing (--workdir is not touched).")
-flags.DEFINE_string("topology", "",
-                    "With --compile_only: a target slice as PLATFORM:TOPOLOGY, e.g. "
-                    "tpu:v4:2x2x4 (a v4-32; needs libtpu, not a TPU). Default: this host.")
+runtime.define_training_flags()
 
 
 def main(argv):

@@ -27,6 +27,22 @@ def setup_host(loggers: tuple[str, ...] = ("transformer_jax",)) -> None:
         ours.propagate = False
 
 
+def define_training_flags() -> None:
+    """The flags every training entry point shares beyond --config and --workdir:
+    multi-host start-up and the compile-only memory report."""
+    from absl import flags
+
+    from transformer_jax import distributed
+
+    distributed.define_flags()
+    flags.DEFINE_bool("compile_only", False,
+                      "Compile the train step from shapes and report per-device memory for "
+                      "the config's mesh and batch; train nothing (--workdir is untouched).")
+    flags.DEFINE_string("topology", "",
+                        "With --compile_only: a target slice as PLATFORM:TOPOLOGY, e.g. "
+                        "tpu:v4:2x2x4 (a v4-32; needs libtpu, not a TPU). Default: this host.")
+
+
 def quiet_other_processes(loggers: tuple[str, ...] = ("transformer_jax",)) -> None:
     """Only process 0 logs progress; the others keep their warnings and errors."""
     import jax
