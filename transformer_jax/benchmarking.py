@@ -55,7 +55,7 @@ def benchmark_train_step(trainer, batch: dict[str, np.ndarray], steps: int,
             seed=0, shardings=trainer.state_shardings)
         global_batch = sharding_lib.global_batch(batch, trainer.mesh)
         start = time.perf_counter()
-        compiled = trainer._train_step.lower(state, global_batch).compile()
+        compiled = trainer.train_step_fn.lower(state, global_batch).compile()
         compile_s = time.perf_counter() - start
         for _ in range(warmup):
             state, _ = compiled(state, global_batch)

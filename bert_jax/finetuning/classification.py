@@ -116,7 +116,7 @@ class ClassificationTask(FinetuneTask):
     def write_predictions(self, params, mesh, output_dir: str) -> list[str]:
         """GLUE server submission files for the task's test split(s)."""
         paths = []
-        for split in ("test",) if self.data.source == "demo" else self.spec.test_splits:
+        for split in self.spec.test_splits:
             try:
                 examples = load_examples(self.data, split)
             except FileNotFoundError as error:
@@ -128,10 +128,6 @@ class ClassificationTask(FinetuneTask):
             predictions = logits if self.spec.regression else logits.argmax(-1)
             if jax.process_index() != 0:
                 continue
-            if self.spec.name in _OWN_TASKS and not self.spec.regression and all(
-                    e.label is not None for e in examples):  # the demo's labelled test set
-                log.info("%s accuracy of the best epoch: %.4f", split, metrics.accuracy(
-                    predictions, [e.label for e in examples])["accuracy"])
             if self.spec.name in _OWN_TASKS:
                 paths.append(self._write_table(examples, predictions, output_dir))
             else:
@@ -140,7 +136,11 @@ class ClassificationTask(FinetuneTask):
         return paths
 
     def _write_table(self, examples, predictions, output_dir: str) -> str:
-        """``<output_dir>/test_predictions.tsv``: the test rows' ids and predicted labels."""
+        """``<output_dir>/test_predictions.tsv``: the test rows' ids and predicted labels
+        (and the accuracy in the log when the test rows are labelled, as the demos' are)."""
+        if not self.spec.regression and all(e.label is not None for e in examples):
+            log.info("test accuracy of the best epoch: %.4f", metrics.accuracy(
+                predictions, [e.label for e in examples])["accuracy"])
         tf.io.gfile.makedirs(output_dir)
         path = os.path.join(output_dir, "test_predictions.tsv")
         labels = self.spec.labels

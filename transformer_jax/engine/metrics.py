@@ -4,6 +4,7 @@ Only process 0 writes. Throughput and MFU come from measured wall time between t
 points (after blocking on the device), never from estimates.
 """
 
+import contextlib
 import logging
 import math
 import time
@@ -101,6 +102,15 @@ class Throughput:
     def spent(self, kind: str, seconds: float) -> None:
         """Time that was not compute: 'data_wait', 'checkpoint' or 'eval'."""
         self._spent[kind] += seconds
+
+    @contextlib.contextmanager
+    def timing(self, kind: str):
+        """Counts the wall time of the ``with`` block as ``spent(kind, ...)``."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.spent(kind, time.perf_counter() - started)
 
     def measure(self, step: int) -> dict[str, float]:
         now = time.perf_counter()

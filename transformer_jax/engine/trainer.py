@@ -92,13 +92,13 @@ class Trainer:
         self.batch_sharding = sharding_lib.batch_sharding(self.mesh)
         self.manager = ckpt.make_manager(
             workdir, max_to_keep=config.keep_checkpoints, async_save=config.async_checkpoints)
-        self._train_step = jax.jit(
+        # Public: benchmarks and the compile-only report lower it ahead of time.
+        self.train_step_fn = jax.jit(
             functools.partial(train_step, task=task, tx=self.tx, seed=config.seed,
                               rng_impl=config.dropout_rng_impl),
             in_shardings=(self.state_shardings, self.batch_sharding),
             out_shardings=(self.state_shardings, state_lib.replicated(self.mesh)),
             donate_argnums=(0,))
-        self.train_step_fn = self._train_step  # for ahead-of-time lowering (engine.memory)
         self._eval_step = jax.jit(
             functools.partial(eval_step, task=task),
             in_shardings=(self.state_shardings.params, self.batch_sharding),
@@ -202,8 +202,8 @@ class Trainer:
                                  f"params: {state_lib.param_count(state.params):,}; shardings:")
             writer = metrics_lib.SummaryWriter(self.workdir)
             try:
-                with preemption.SigtermNotice() as self._notice:
-                    return self._train_loop(state, writer)
+                with preemption.SigtermNotice() as notice:
+                    return self._train_loop(state, writer, notice)
             finally:
                 # Also when an error stops the run (NaN, a failing eval, preemption): a save
                 # still in flight is completed, so the checkpoint an error names exists.
@@ -212,7 +212,8 @@ class Trainer:
                 if self.best:
                     self.best.close()
 
-    def _train_loop(self, state: TrainState, writer: metrics_lib.SummaryWriter) -> dict:
+    def _train_loop(self, state: TrainState, writer: metrics_lib.SummaryWriter,
+                    notice: preemption.SigtermNotice) -> dict:
         cfg = self.config
         step = int(state.step)
         if step >= cfg.num_train_steps:
@@ -226,10 +227,9 @@ class Trainer:
                                             started_at=self._started_at)
         pending, results = None, {}
         while step < cfg.num_train_steps:
-            waited = time.perf_counter()
-            local = next(data)
-            throughput.spent("data_wait", time.perf_counter() - waited)
-            state, step_metrics = self._train_step(
+            with throughput.timing("data_wait"):
+                local = next(data)
+            state, step_metrics = self.train_step_fn(
                 state, sharding_lib.global_batch(local, self.mesh))
             step += 1
             pending = metrics_lib.add_metrics(pending, step_metrics)
@@ -239,7 +239,7 @@ class Trainer:
             results = self._after_step(state, step, pending, throughput, writer) or results
             if self._interval_ends(step):  # _after_step consumed the interval's metrics
                 pending = None
-            if self._notice.reached(step, self.manager):
+            if notice.reached(step, self.manager):
                 log.warning("preemption notice at step %d: saving, then stopping", step)
                 break
         if pending is not None:  # stopped mid-interval (preemption): NaN check before saving
@@ -275,13 +275,11 @@ class Trainer:
                 if jax.process_index() == 0:
                     log.info(metrics_lib.progress_line(step, cfg.num_train_steps, values))
         if save_now:  # before eval, so a failing eval never costs the trained steps
-            started = time.perf_counter()
-            self.save(state, step)
-            throughput.spent("checkpoint", time.perf_counter() - started)
+            with throughput.timing("checkpoint"):
+                self.save(state, step)
         if eval_now:
-            started = time.perf_counter()
-            results = self.evaluate(state)
-            throughput.spent("eval", time.perf_counter() - started)
+            with throughput.timing("eval"):
+                results = self.evaluate(state)
             if self.best:
                 self.best.update(step, state.params, results, self.metadata(step))
             writer.scalars(step, results)
