@@ -8,7 +8,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["transformer_jax*", "bert_jax*", "configs*"]),
     python_requires=">=3.11",
     install_requires=[
-        "jax>=0.7.1,<0.12",
+        "jax>=0.10,<0.12",  # tested on 0.10, which has the threefry4x32 dropout RNG
         "flax>=0.11,<0.14",
         "optax>=0.2.6,<0.4",
         "orbax-checkpoint>=0.11,<0.13",

@@ -133,3 +133,34 @@ def test_restart_ledger_adds_the_time_since_the_checkpoint_was_saved(monkeypatch
     fresh = metrics_lib.RestartLedger()
     fresh.resumed({"step": 3})  # a checkpoint written before the ledger: nothing known
     assert fresh.lost_s == 0.0
+
+
+def test_unknown_dropout_rng_impl_fails_naming_the_config_key_and_the_choices():
+    from transformer_jax.engine.trainer import check_rng_impl
+    with pytest.raises(ValueError, match=r"config.dropout_rng_impl='threefry'.*threefry4x32"):
+        check_rng_impl("threefry")
+
+
+def test_default_dropout_rng_keeps_the_right_fraction_with_fresh_masks_each_step():
+    """Dropout under the configs' default impl: keep rate 1 - p, masks that change with the
+    step, and an element's bit that does not depend on the array's sharding."""
+    import flax.linen as nn
+
+    from configs.common import engine_config
+    from transformer_jax.engine.trainer import check_rng_impl
+
+    impl = engine_config().dropout_rng_impl
+    check_rng_impl(impl)
+    ones = np.ones((3, 7, 4096), np.float32)
+
+    def mask(step, x):
+        key = jax.random.fold_in(jax.random.key(0, impl=impl), step)
+        return nn.Dropout(0.1).apply({}, x, deterministic=False, rngs={"dropout": key}) > 0
+
+    first, second = np.asarray(mask(0, ones)), np.asarray(mask(1, ones))
+    assert abs(first.mean() - 0.9) < 0.005 and abs(second.mean() - 0.9) < 0.005
+    assert abs((first == second).mean() - (0.9**2 + 0.1**2)) < 0.005  # independent steps
+    mesh = jax.make_mesh((8,), ("d",), axis_types=(jax.sharding.AxisType.Explicit,))
+    sharded = jax.device_put(ones, jax.sharding.NamedSharding(mesh, P(None, None, "d")))
+    np.testing.assert_array_equal(np.asarray(jax.jit(mask, static_argnums=0)(0, sharded)),
+                                  first)

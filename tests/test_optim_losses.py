@@ -302,6 +302,19 @@ def test_weighted_accuracy():
     np.testing.assert_allclose(losses.weighted_accuracy(logits, targets), [2.0, 4.0])
 
 
+def test_weighted_accuracy_is_argmax_accuracy_and_counts_a_tie_for_the_top_as_right():
+    rng = np.random.default_rng(3)
+    logits = jnp.asarray(rng.normal(size=(3, 7, 37)), jnp.float32)
+    targets = jnp.asarray(rng.integers(0, 37, size=(3, 7)))
+    targets = targets.at[0, :4].set(jnp.argmax(logits[0, :4], -1))  # some right answers
+    by_argmax = np.sum(np.asarray(jnp.argmax(logits, -1) == targets))
+    assert by_argmax >= 4
+    np.testing.assert_allclose(losses.weighted_accuracy(logits, targets), [by_argmax, 21.0])
+    tied = jnp.array([[2.0, 5.0, 5.0, 1.0]])
+    np.testing.assert_allclose(losses.weighted_accuracy(tied, jnp.array([2])), [1.0, 1.0])
+    np.testing.assert_allclose(losses.weighted_accuracy(tied, jnp.array([0])), [0.0, 1.0])
+
+
 def test_bf16_logits_give_fp32_results():
     rng = np.random.default_rng(1)
     logits = jnp.asarray(rng.normal(size=(3, 5, 11)), jnp.float32) * 4

@@ -231,7 +231,8 @@ def test_preset_layout_and_loss_match_one_device(preset, corpus, dp_run, one_dev
         assert warned == []
 
     # Same numbers as one device: the mean over the global batch does not depend on the
-    # layout, nor do the dropout masks (fold_in(seed, step), partitionable threefry).
+    # layout, nor do the dropout masks (fold_in(seed, step); threefry4x32's bits depend only
+    # on an element's index).
     assert len(run_losses) == len(one_device_losses) == STEPS
     np.testing.assert_allclose(run_losses, one_device_losses, rtol=1e-5)
     assert len(set(np.round(run_losses, 4))) == STEPS  # every step moved the loss
