@@ -22,8 +22,11 @@ def time_call(fn: Callable[[], Any], repeats: int) -> list[float]:
     return times
 
 
-def measure_peak_flops(dtype: Any, size: int, repeats: int = 5) -> float:
+def measure_peak_flops(dtype: Any, size: int, repeats: int = 20) -> float:
     """Best FLOP/s of a [size, size] @ [size, size] matmul in ``dtype`` on all devices.
+
+    The best of many repeats: on a shared machine a few slow runs are noise, and a peak
+    measured low would flatter the MFU.
 
     Each device multiplies its own pair of matrices (a batch split over devices), so the
     result is the whole machine's peak, matching a data-parallel train step.
