@@ -43,13 +43,13 @@ class Preempted(Exception):
 
 def train_step(state: TrainState, batch: Batch, *, task: Task,
                tx: optax.GradientTransformation, seed: int,
-               rng_impl: str = "threefry4x32") -> tuple[TrainState, dict]:
+               rng_impl: str) -> tuple[TrainState, dict]:
     """One optimizer (micro-)step on a global batch.
 
-    ``rng_impl`` (any of JAX's PRNG implementations) only drives dropout. "threefry4x32"
-    (Random123's Threefry-4x32-20) is element-wise integer arithmetic that XLA fuses into the
-    dropout itself, and its bits depend only on an element's index, so masks do not change
-    with the mesh layout. Measured on a 2-core CPU for the 16.8M mask elements of the
+    ``rng_impl`` (config.dropout_rng_impl, any of JAX's PRNG implementations) only drives
+    dropout. The default, "threefry4x32" (Random123's Threefry-4x32-20), is element-wise
+    integer arithmetic that XLA fuses into the dropout itself, and its bits depend only on
+    an element's index, so masks do not change with the mesh layout. Measured on a 2-core CPU for the 16.8M mask elements of the
     Transformer base step: threefry4x32 39 ms, threefry2x32 183 ms, rbg 125 ms (XLA's
     RngBitGenerator is a separate, unfused op there). The price is compile time: its 20
     rounds are inlined at every dropout, 13.4 s instead of 5.7 s for the base model, paid
