@@ -79,6 +79,7 @@ def report(config, batch_size: int, steps: int, warmup: int, peak_size: int,
           f"{results['xla_flops'] / 1e9:.2f})")
     print(f"measured peak     {peak / 1e9:.1f} GFLOP/s ({cfg.dtype} matmul)")
     print(f"MFU               {100 * results['mfu']:.1f}%")
+    print(f"host memory peak  {results['host_peak_bytes'] / 2**30:.2f} GiB (resident, ours)")
     if compare_hf != "no":
         hf = _hugging_face(cfg, config, batch, steps, warmup, required=compare_hf == "yes")
         if hf:

@@ -1,6 +1,7 @@
 """The benchmarks run end to end on tiny configs and report self-consistent numbers; the
 analytic FLOP counts they divide by are checked by hand. (Speed itself is never asserted.)"""
 import importlib.util
+import os
 
 import numpy as np
 import pytest
@@ -49,6 +50,9 @@ def test_bert_bench_reports_consistent_numbers(capsys):
     assert results["mfu"] == pytest.approx(
         results["model_flops"] / results["step_s"] / results["peak_flops_per_s"])
     assert "MFU" in out and "tokens/s" in out
+    # ru_maxrss is read in the right unit: the test process's peak is MBs, not KBs or TBs.
+    machine = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert 50 * 2**20 < results["host_peak_bytes"] < machine
     if importlib.util.find_spec("torch") is None:
         assert "Hugging Face      not timed" in out and "speedup_vs_hf" not in results
     else:

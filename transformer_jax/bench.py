@@ -89,6 +89,7 @@ def print_results(r: dict[str, float], cfg, batch_size, source_length, target_le
     print(f"measured peak     {r['peak_flops_per_s'] / 1e9:.1f} GFLOP/s "
           f"({cfg.dtype} matmul, fp32 accumulation)")
     print(f"MFU               {100 * r['mfu']:.1f}%")
+    print(f"host memory peak  {r['host_peak_bytes'] / 2**30:.2f} GiB (resident)")
 
 
 def define_flags() -> None:

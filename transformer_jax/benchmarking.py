@@ -3,7 +3,9 @@ the measured matmul peak that MFU divides by, and the compiled train step's timi
 Flags are defined by ``define_common_flags`` when a benchmark program starts, never on
 import, so the benchmarks (and tests) can import each other's functions."""
 
+import resource
 import statistics
+import sys
 import time
 from typing import Any, Callable
 
@@ -46,7 +48,8 @@ def measure_peak_flops(dtype: Any, size: int, repeats: int = 20) -> float:
 
 def benchmark_train_step(trainer, batch: dict[str, np.ndarray], steps: int,
                          warmup: int) -> dict[str, float]:
-    """Compile time, then median step time of the trainer's jitted train step."""
+    """Compile time, then median step time of the trainer's jitted train step, and the
+    process's peak host memory so far (the step's temporaries live there on CPU)."""
     import flax.linen as nn
 
     from transformer_jax.engine import sharding as sharding_lib
@@ -72,7 +75,14 @@ def benchmark_train_step(trainer, batch: dict[str, np.ndarray], steps: int,
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return {"compile_s": compile_s, "step_s": statistics.median(times),
-            "xla_flops": float((cost or {}).get("flops", 0.0))}
+            "xla_flops": float((cost or {}).get("flops", 0.0)),
+            "host_peak_bytes": peak_host_memory_bytes()}
+
+
+def peak_host_memory_bytes() -> int:
+    """The process's peak resident memory (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def define_common_flags(config_help: str, default_batch_size: int) -> None:

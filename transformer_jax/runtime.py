@@ -7,10 +7,15 @@ from absl import logging as absl_logging
 
 
 def setup_host(loggers: tuple[str, ...] = ("transformer_jax",)) -> None:
-    """Keeps TensorFlow (the input pipeline) off accelerators and makes logs readable.
+    """Tunes host malloc for XLA:CPU, keeps TensorFlow (the input pipeline) off accelerators
+    and makes logs readable.
 
     ``loggers``: the packages whose INFO logs reach the console (the engine's always do).
+    Call it first in an entry point: the malloc settings hold only for threads started later.
     """
+    from transformer_jax import host_memory
+
+    malloc_note = host_memory.tune_for_xla_cpu()
     import tensorflow as tf
 
     # TensorFlow would otherwise grab all GPU memory that JAX needs.
@@ -25,6 +30,7 @@ def setup_host(loggers: tuple[str, ...] = ("transformer_jax",)) -> None:
             ours.addHandler(handler)
         ours.setLevel(logging.INFO)
         ours.propagate = False
+    logging.getLogger("transformer_jax").info(malloc_note)
 
 
 def define_training_flags() -> None:
