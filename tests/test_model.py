@@ -353,6 +353,27 @@ def test_embed_scales_by_sqrt_d_and_attend_is_transpose():
     np.testing.assert_allclose(logits, x @ table.T, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_tied_logits_backward_matches_autodiff(dtype):
+    """The hand-written VJP of the tied output layer = autodiff of x @ E^T, in both dtypes."""
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(3, 7, 32)), dtype)
+    table = jnp.asarray(rng.normal(size=(V, 32)), dtype)
+    dlogits = jnp.asarray(rng.normal(size=(3, 7, V)), jnp.float32)
+
+    def plain(x, table):
+        return jnp.einsum("BLD,VD->BLV", x, table, preferred_element_type=jnp.float32)
+
+    ours, ours_vjp = jax.vjp(layers.tied_logits, x, table)
+    ref, ref_vjp = jax.vjp(plain, x, table)
+    tolerance = 1e-6 if dtype == jnp.float32 else 2e-2
+    np.testing.assert_allclose(ours, ref, rtol=tolerance, atol=tolerance)
+    for got, want in zip(ours_vjp(dlogits), ref_vjp(dlogits)):
+        assert got.dtype == want.dtype == dtype and got.shape == want.shape
+        np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32),
+                                   rtol=tolerance, atol=tolerance * 10)
+
+
 def numpy_multi_head_attention(params, xq, xkv, key_is_real, num_heads):
     """The paper's MultiHead(Q, K, V) written out per head in float64 numpy.
 
