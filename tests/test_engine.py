@@ -164,3 +164,33 @@ def test_default_dropout_rng_keeps_the_right_fraction_with_fresh_masks_each_step
     sharded = jax.device_put(ones, jax.sharding.NamedSharding(mesh, P(None, None, "d")))
     np.testing.assert_array_equal(np.asarray(jax.jit(mask, static_argnums=0)(0, sharded)),
                                   first)
+
+
+def test_grad_norm_is_measured_on_the_steps_that_report_metrics_only():
+    """grad_norm = (global norm, 1) on a step where metrics are due, (0, 0) elsewhere."""
+    import types
+
+    import jax.numpy as jnp
+    import optax
+
+    from transformer_jax.engine.state import TrainState
+    from transformer_jax.engine.trainer import train_step
+
+    params = {"w": jnp.linspace(-1.0, 1.0, 3 * 5).reshape(3, 5), "b": jnp.arange(5.0) / 7}
+    batch = {"x": jnp.asarray(np.random.default_rng(0).normal(size=(7, 3)), jnp.float32)}
+    task = types.SimpleNamespace(
+        loss_fn=lambda p, b, rng: (jnp.mean((b["x"] @ p["w"] + p["b"]) ** 2), {}))
+    tx = optax.sgd(0.1)
+    step_fn = jax.jit(lambda state: train_step(
+        state, batch, task=task, tx=tx, seed=0, rng_impl="threefry4x32",
+        metrics_due=lambda step: step % 3 == 0))
+    grads = jax.grad(lambda p: task.loss_fn(p, batch, None)[0])(params)
+    norm = np.sqrt(sum(np.sum(np.square(g)) for g in jax.tree.leaves(grads)))
+
+    for step, due in ((0, False), (2, True), (4, False)):
+        state = TrainState(step=jnp.asarray(step), params=params, opt_state=tx.init(params))
+        new_state, metrics = step_fn(state)
+        total, weight = (float(v) for v in metrics["grad_norm"])
+        assert int(new_state.step) == step + 1 and weight == float(due)
+        assert total == (pytest.approx(norm, rel=1e-6) if due else 0.0)
+        assert metrics_lib.reduce_metrics({"l": metrics["loss"]})["l"] > 0  # loss every step

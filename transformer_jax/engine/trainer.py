@@ -14,7 +14,7 @@ import functools
 import logging
 import math
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -42,9 +42,15 @@ class Preempted(Exception):
 
 
 def train_step(state: TrainState, batch: Batch, *, task: Task,
-               tx: optax.GradientTransformation, seed: int,
-               rng_impl: str) -> tuple[TrainState, dict]:
+               tx: optax.GradientTransformation, seed: int, rng_impl: str,
+               metrics_due: Callable[[jax.Array], jax.Array]) -> tuple[TrainState, dict]:
     """One optimizer (micro-)step on a global batch.
+
+    ``metrics_due(step)`` (the step after this one; traced) says whether the host reduces
+    the metrics at that step. Only those steps measure the global gradient norm: it reads
+    every gradient once more, 28 ms of the 1.66 s Transformer base step on a 2-core CPU,
+    and ``lax.cond`` skips it elsewhere. It enters the metric with weight 1 where measured
+    and 0 elsewhere, so each reported interval shows the norm at its last step.
 
     ``rng_impl`` (config.dropout_rng_impl, any of JAX's PRNG implementations) only drives
     dropout. The default, "threefry4x32" (Random123's Threefry-4x32-20), is element-wise
@@ -61,10 +67,13 @@ def train_step(state: TrainState, batch: Batch, *, task: Task,
     (loss, metrics), grads = grad_fn(state.params, batch, rng)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    one = jnp.ones((), jnp.float32)
-    metrics = dict(metrics, loss=(loss.astype(jnp.float32), one),
-                   grad_norm=(optax.tree.norm(grads).astype(jnp.float32), one))
-    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    step = state.step + 1
+    measure = metrics_due(step)
+    grad_norm = jax.lax.cond(measure, lambda g: optax.tree.norm(g).astype(jnp.float32),
+                             lambda g: jnp.zeros((), jnp.float32), grads)
+    metrics = dict(metrics, loss=(loss.astype(jnp.float32), jnp.ones((), jnp.float32)),
+                   grad_norm=(grad_norm, measure.astype(jnp.float32)))
+    return TrainState(step=step, params=params, opt_state=opt_state), metrics
 
 
 def check_rng_impl(name: str) -> None:
@@ -110,7 +119,8 @@ class Trainer:
         # Public: benchmarks and the compile-only report lower it ahead of time.
         self.train_step_fn = jax.jit(
             functools.partial(train_step, task=task, tx=self.tx, seed=config.seed,
-                              rng_impl=config.dropout_rng_impl),
+                              rng_impl=config.dropout_rng_impl,
+                              metrics_due=self._interval_ends),
             in_shardings=(self.state_shardings, self.batch_sharding),
             out_shardings=(self.state_shardings, state_lib.replicated(self.mesh)),
             donate_argnums=(0,))
@@ -267,11 +277,14 @@ class Trainer:
                             f"saved in {self.workdir}; run the same command to resume")
         return results
 
-    def _interval_ends(self, step: int) -> bool:
-        """Steps at which metrics are reduced on the host: logs and saves (and the last)."""
+    def _interval_ends(self, step):
+        """Steps at which metrics are reduced on the host: logs and saves (and the last).
+
+        ``step``: an int on the host, or the traced step inside ``train_step`` (hence ``|``).
+        """
         cfg = self.config
-        return (step % cfg.log_every == 0 or step % cfg.checkpoint_every == 0
-                or step == cfg.num_train_steps)
+        return ((step % cfg.log_every == 0) | (step % cfg.checkpoint_every == 0)
+                | (step == cfg.num_train_steps))
 
     def _after_step(self, state, step, pending, throughput, writer) -> dict | None:
         cfg = self.config
