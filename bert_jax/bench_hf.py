@@ -79,6 +79,11 @@ def step_time(cfg: dict, opt: dict, batch: dict[str, np.ndarray], steps: int,
 
 
 if __name__ == "__main__":
+    from transformer_jax import host_memory
+
+    # The malloc our side runs with (torch also allocates its big tensors with
+    # posix_memalign), so the ratio compares the frameworks, not the allocators.
+    print(host_memory.tune_for_xla_cpu(), file=sys.stderr)
     spec_path, batch_path = sys.argv[1:3]
     with open(spec_path) as f:
         spec = json.load(f)
