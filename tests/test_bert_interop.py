@@ -23,6 +23,7 @@ import bert_fixtures as fx
 import bert_numpy_reference as ref
 from bert_jax.heads import BertForPreTraining
 from bert_jax.interop import Pretrained, export_hf, layout, load_pretrained, restore_into
+from bert_jax.interop import torch_weights
 from bert_jax.interop.torch_weights import _rebuild_tensor_v2, _Storage
 from bert_jax.model import BertConfig, BertEncoder
 from transformer_jax.engine import checkpoint as ckpt
@@ -204,7 +205,13 @@ class _Payload:
         return os.system, (f"touch {self.marker}",)
 
 
-def test_malicious_pytorch_bin_is_refused(tmp_path):
+@pytest.mark.parametrize("reader", ["ours", "torch"])
+def test_malicious_pytorch_bin_is_refused(tmp_path, monkeypatch, reader):
+    """Our restricted unpickler (no torch) and torch's weights-only loader both refuse."""
+    if reader == "torch":
+        pytest.importorskip("torch")
+    else:
+        monkeypatch.setattr(torch_weights, "torch_installed", lambda: False)
     marker = tmp_path / "pwned"
     directory = str(tmp_path / "hf")
     fx.write_hf_dir(directory, {}, torch_bin=True)
@@ -214,6 +221,8 @@ def test_malicious_pytorch_bin_is_refused(tmp_path):
                                          r"references (posix|os)\.system"):
         load_pretrained(directory)
     assert not marker.exists()
+    if reader == "torch":
+        return  # torch reads the legacy format
     path = os.path.join(directory, "pytorch_model.bin")
     with open(path, "wb") as f:
         f.write(pickle.dumps({"a": 1}))  # a legacy (non-zip) torch file

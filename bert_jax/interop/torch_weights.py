@@ -16,6 +16,7 @@ whose bytes are the member ``<archive>/data/<key>``.
 import collections
 import importlib.util
 import pickle
+import re
 import zipfile
 
 import ml_dtypes
@@ -32,7 +33,7 @@ _STORAGE_DTYPES = {
 
 def read_state_dict(path: str) -> dict[str, np.ndarray]:
     """{name: array} from a ``pytorch_model.bin``; floats are returned as float32."""
-    if importlib.util.find_spec("torch") is not None:
+    if torch_installed():
         return _read_with_torch(path)
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path} is in torch's legacy (pre-1.6, non-zip) format, which is read "
@@ -42,10 +43,21 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
         return _read_zip(archive, path)
 
 
+def torch_installed() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
 def _read_with_torch(path: str) -> dict[str, np.ndarray]:
     import torch  # optional: present only if the user installed it
 
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # torch's refusal is a page of text: name the global
+        found = re.search(r"GLOBAL (\S+)", str(e))
+        what = found.group(1) if found else str(e).strip().splitlines()[0]
+        raise ValueError(f"refusing to load {path}: its pickle references {what}, which torch's "
+                         "weights-only loader does not allow; only load checkpoints you trust, "
+                         "or convert it to model.safetensors") from None
     return {name: (t.float() if t.is_floating_point() else t).numpy()
             for name, t in state.items() if isinstance(t, torch.Tensor)}
 
