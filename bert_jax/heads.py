@@ -6,7 +6,8 @@ Legend: B batch, L sequence length, P masked positions per sequence
 The MLM head runs only at the gathered masked positions: its transform and the [D, V]
 output matmul cost P/L of the full-sequence head (P=20 of L=128 in BERT's recipe). Its
 output weights are the encoder's token embedding table (``BertEncoder.attend``); the head
-owns only an output bias [V].
+owns only an output bias [V]. The encoder's last layer, too, computes only the rows the
+heads read ([CLS] and the masked positions; ``EncoderStack``'s ``output_positions``).
 """
 
 from typing import Callable
@@ -15,12 +16,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from bert_jax.model import BertConfig, BertEncoder, bert_init
-from transformer_jax.layers import ACTIVATIONS, Array, constrain, layer_norm, logical
-
-
-def gather_positions(sequence: Array, positions: Array) -> Array:
-    """sequence [B, L, D], positions int [B, P] -> [B, P, D] (row b takes its own positions)."""
-    return jnp.take_along_axis(sequence, positions[:, :, None], axis=1)  # [B, P, D]
+from transformer_jax.layers import (
+    ACTIVATIONS, Array, constrain, gather_rows as gather_positions, layer_norm, logical)
 
 
 class MaskedLMHead(nn.Module):
@@ -87,9 +84,12 @@ class BertForPreTraining(nn.Module):
         """Ids, mask, segments int [B, L]; positions int [B, P] ->
         (mlm_logits float32 [B, P, V], nsp_logits float32 [B, 2])."""
         bert = BertEncoder(self.config, name="bert")
-        sequence_output, pooled_output = bert(
-            input_ids, input_mask, segment_ids, deterministic=deterministic)
+        # The encoder returns only the masked rows ([B, P, D]; all L rows when positions
+        # is None), so the head gathers nothing more.
+        masked_output, pooled_output = bert(
+            input_ids, input_mask, segment_ids, deterministic=deterministic,
+            output_positions=masked_lm_positions)
         mlm_logits = MaskedLMHead(self.config, name="mlm")(
-            sequence_output, masked_lm_positions, bert.attend)  # [B, P, V]
+            masked_output, None, bert.attend)  # [B, P, V]
         nsp_logits = NextSentenceHead(self.config, name="nsp")(pooled_output)  # [B, 2]
         return mlm_logits, nsp_logits

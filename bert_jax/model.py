@@ -151,14 +151,18 @@ class BertEncoder(nn.Module):
         return constrain(x, ACT_AXES)
 
     def __call__(self, input_ids: Array, input_mask: Array | None = None,
-                 segment_ids: Array | None = None,
-                 deterministic: bool = True) -> tuple[Array, Array]:
+                 segment_ids: Array | None = None, deterministic: bool = True,
+                 output_positions: Array | None = None) -> tuple[Array, Array]:
         """input_ids, input_mask (1 = real token), segment_ids: int [B, L].
 
         Returns sequence_output [B, L, D] and pooled_output [B, D], both in the compute
         dtype. The final hidden state of every layer is sown as
         ``intermediates/encoder/hidden_states``, the embedding output as
         ``intermediates/embedding_output``.
+
+        ``output_positions`` int [B, P] (pretraining: the masked positions): sequence_output
+        is then [B, P, D], those rows only, and the last layer computes just them and [CLS]
+        (see ``EncoderStack``); the values are those of the full output's rows.
         """
         if input_mask is None:
             input_mask = jnp.ones_like(input_ids)
@@ -168,9 +172,15 @@ class BertEncoder(nn.Module):
         self.sow("intermediates", "embedding_output", x)
         # Padding (input_mask == 0) is never attended to; padded queries are ignored too.
         mask = attention.padding_mask(input_mask, input_mask, pad_id=0)  # [B, 1, L, L]
-        sequence_output = self.encoder(x, mask, deterministic)  # [B, L, D]
+        if output_positions is None:
+            sequence_output = self.encoder(x, mask, deterministic)  # [B, L, D]
+            cls = sequence_output[:, 0]  # [B, D]: the [CLS] position
+        else:
+            cls_position = jnp.zeros_like(output_positions[:, :1])  # [B, 1]
+            rows = jnp.concatenate([cls_position, output_positions], axis=1)  # [B, 1 + P]
+            gathered = self.encoder(x, mask, deterministic, rows)  # [B, 1 + P, D]
+            cls, sequence_output = gathered[:, 0], gathered[:, 1:]  # [B, D], [B, P, D]
         sequence_output = constrain(sequence_output, ACT_AXES)
-        cls = sequence_output[:, 0]  # [B, D]: the [CLS] position
         pooled_output = jnp.tanh(self.pooler(cls))  # [B, D]
         pooled_output = constrain(pooled_output, ("act_batch", "act_embed"))
         return sequence_output, pooled_output

@@ -32,13 +32,17 @@ def test_bert_synthetic_batch_is_a_valid_masked_batch():
 
 
 def test_bert_flops_by_hand():
-    cfg = BertConfig.from_dict(dict(vocab_size=53, hidden_size=32, num_layers=1, num_heads=4,
-                                    intermediate_size=37))
+    fields = dict(vocab_size=53, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=37)
     b, length, p, d, f, v = 3, 23, 5, 32, 37, 53
-    tokens = b * length
+    tokens, rows = b * length, b * (1 + p)  # the last layer outputs [CLS] + masked rows
     layer = 2 * tokens * d * d * 4 + 2 * tokens * length * d * 2 + 2 * tokens * d * f * 2
+    last = 2 * tokens * d * d * 2 + 2 * rows * d * d * 2 + 2 * rows * length * d * 2 + (
+        2 * rows * d * f * 2)
     heads = 2 * b * d * d + 2 * b * p * d * (d + v) + 2 * b * d * 2
-    assert bert_flops.pretraining_train_flops(cfg, b, length, p) == 3 * (layer + heads)
+    cfg = BertConfig.from_dict(fields)
+    assert bert_flops.pretraining_train_flops(cfg, b, length, p) == 3 * (layer + last + heads)
+    scanned = BertConfig.from_dict(dict(fields, scan_layers=True))  # computes every row
+    assert bert_flops.pretraining_train_flops(scanned, b, length, p) == 3 * (2 * layer + heads)
 
 
 def test_bert_bench_reports_consistent_numbers(capsys):

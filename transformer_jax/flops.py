@@ -8,13 +8,17 @@ left out, as is conventional for MFU.
 from transformer_jax.model import TransformerConfig
 
 
-def encoder_layer_flops(cfg: TransformerConfig, tokens: int, key_length: int) -> float:
-    """Forward FLOPs of one encoder layer over ``tokens`` positions."""
+def encoder_layer_flops(cfg: TransformerConfig, tokens: int, key_length: int,
+                        query_tokens: int | None = None) -> float:
+    """Forward FLOPs of one encoder layer over ``tokens`` positions; ``query_tokens``: the
+    rows it outputs when fewer than ``tokens`` (keys and values still cover all tokens)."""
+    queries = tokens if query_tokens is None else query_tokens
     inner = cfg.num_heads * cfg.qkv_dim
-    projections = 2 * tokens * cfg.d_model * inner * 4  # Q, K, V, O
-    scores_and_mix = 2 * tokens * key_length * inner * 2  # QK^T and weights @ V
-    ffn = 2 * tokens * cfg.d_model * cfg.d_ff * 2
-    return projections + scores_and_mix + ffn
+    key_value = 2 * tokens * cfg.d_model * inner * 2  # K, V
+    query_output = 2 * queries * cfg.d_model * inner * 2  # Q, O
+    scores_and_mix = 2 * queries * key_length * inner * 2  # QK^T and weights @ V
+    ffn = 2 * queries * cfg.d_model * cfg.d_ff * 2
+    return key_value + query_output + scores_and_mix + ffn
 
 
 def decoder_layer_flops(cfg: TransformerConfig, target_tokens: int, target_length: int,

@@ -40,6 +40,11 @@ def constrain(x: Array, axes: tuple[str | None, ...]) -> Array:
     return nn.with_logical_constraint(x, axes)
 
 
+def gather_rows(sequence: Array, positions: Array) -> Array:
+    """sequence [B, L, D], positions int [B, P] -> [B, P, D] (row b takes its own positions)."""
+    return jnp.take_along_axis(sequence, positions[:, :, None], axis=1)  # [B, P, D]
+
+
 def sinusoidal_table(max_len: int, d_model: int) -> np.ndarray:
     """The paper's positional encoding, interleaved exactly as its formula is written.
 

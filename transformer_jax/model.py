@@ -16,8 +16,8 @@ import jax.numpy as jnp
 
 from transformer_jax import attention, stacking
 from transformer_jax.layers import (
-    Array, Embed, FeedForward, SinusoidalPositions, constrain, default_kernel_init, layer_norm,
-    logical)
+    Array, Embed, FeedForward, SinusoidalPositions, constrain, default_kernel_init, gather_rows,
+    layer_norm, logical)
 
 ACT_AXES = ("act_batch", "act_length", "act_embed")
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -100,12 +100,15 @@ class SubLayer(nn.Module):
     config: TransformerConfig
 
     @nn.compact
-    def __call__(self, x: Array, fn, deterministic: bool) -> Array:
+    def __call__(self, x: Array, fn, deterministic: bool,
+                 kept_positions: Array | None = None) -> Array:
+        """x [B, S, D] -> [B, S, D]; with ``kept_positions`` int [B, P], ``fn`` returns only
+        those rows [B, P, D] and so does this (the residual is gathered to match)."""
         cfg = self.config
         norm = layer_norm(cfg.layer_norm_epsilon, cfg.storage_dtype, "layer_norm")
         y = fn(norm(x).astype(cfg.compute_dtype)) if cfg.pre_layer_norm else fn(x)
         y = nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
-        out = x + y
+        out = (x if kept_positions is None else gather_rows(x, kept_positions)) + y
         if not cfg.pre_layer_norm:
             out = norm(out).astype(cfg.compute_dtype)
         return constrain(out, ACT_AXES)
@@ -133,12 +136,26 @@ class EncoderLayer(nn.Module):
     collect: bool = False
 
     @nn.compact
-    def __call__(self, x: Array, mask: Array | None) -> tuple[Array, Array | None]:
-        """x [B, S, D], mask [B, 1, S, S] -> ([B, S, D], [B, S, D] or None)."""
+    def __call__(self, x: Array, mask: Array | None,
+                 kept_positions: Array | None = None) -> tuple[Array, Array | None]:
+        """x [B, S, D], mask [B, 1, S, S] -> ([B, S, D], [B, S, D] or None).
+
+        With ``kept_positions`` int [B, P] only those rows are computed: queries come from
+        them, keys and values from all S positions, and the output is [B, P, D]."""
         cfg, deterministic = self.config, self.deterministic
         self_attention = _attention(cfg, "self_attention")
-        x = SubLayer(cfg, name="attention_block")(
-            x, lambda h: self_attention(h, h, mask, deterministic=deterministic), deterministic)
+
+        def attend(h: Array) -> Array:
+            if kept_positions is None:
+                return self_attention(h, h, mask, deterministic=deterministic)
+            query_mask = mask
+            if mask is not None and mask.shape[2] > 1:  # per-query rows: keep the kept ones
+                query_mask = jnp.take_along_axis(
+                    mask, kept_positions[:, None, :, None], axis=2)  # [B, 1, P, S]
+            return self_attention(gather_rows(h, kept_positions), h, query_mask,
+                                  deterministic=deterministic)  # [B, P, D]
+
+        x = SubLayer(cfg, name="attention_block")(x, attend, deterministic, kept_positions)
         ffn = _feed_forward(cfg)
         x = SubLayer(cfg, name="ffn_block")(
             x, lambda h: ffn(h, deterministic=deterministic), deterministic)
@@ -176,13 +193,21 @@ class EncoderStack(nn.Module):
     """num_encoder_layers EncoderLayers over embedded inputs (+ final LN when pre-LN).
 
     Sows each layer's output as ``intermediates/hidden_states`` (when that collection is
-    mutable), in either layout."""
+    mutable), in either layout; with ``output_positions`` the last one holds those rows."""
 
     config: TransformerConfig
 
     @nn.compact
-    def __call__(self, x: Array, mask: Array | None, deterministic: bool) -> Array:
-        """x [B, S, D] already embedded -> [B, S, D]."""
+    def __call__(self, x: Array, mask: Array | None, deterministic: bool,
+                 output_positions: Array | None = None) -> Array:
+        """x [B, S, D] already embedded -> [B, S, D], or [B, P, D] at ``output_positions``.
+
+        ``output_positions`` int [B, P]: the only rows the caller reads (BERT pretraining:
+        [CLS] and the masked tokens). The last layer then computes just those rows; its keys
+        and values still cover every position, so the rows are the same as those of the
+        full output, for (1 - P/S) of the last layer's query, output and FFN FLOPs. The
+        scanned layout has no separate last layer and computes every row, then gathers.
+        """
         cfg, count = self.config, self.config.num_encoder_layers
         collect = self.is_mutable_collection("intermediates")
         layer = stacking.layer_class(EncoderLayer, cfg.remat, cfg.scan_layers, count)
@@ -190,10 +215,17 @@ class EncoderStack(nn.Module):
         if cfg.scan_layers and count:
             x, stacked = layer(cfg, deterministic, collect, name=stacking.SCANNED)(x, mask)
             hidden = [stacked[i] for i in range(count)] if collect else []  # [L, B, S, D]
+            if output_positions is not None:
+                x = gather_rows(x, output_positions)  # [B, P, D]
+                if collect:
+                    hidden[-1] = x  # as unscanned: the last layer sows those rows only
         else:
             for i in range(count):
-                x, _ = layer(cfg, deterministic, name=f"layer_{i}")(x, mask)
+                kept = output_positions if i == count - 1 else None
+                x, _ = layer(cfg, deterministic, name=f"layer_{i}")(x, mask, kept)
                 hidden.append(x)
+            if output_positions is not None and not count:
+                x = gather_rows(x, output_positions)  # [B, P, D]
         for h in hidden:
             self.sow("intermediates", "hidden_states", h)
         if cfg.pre_layer_norm:
