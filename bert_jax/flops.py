@@ -12,12 +12,13 @@ def pretraining_forward_flops(cfg: BertConfig, batch: int, length: int,
     The unscanned encoder's last layer outputs only [CLS] and the masked rows
     (``EncoderStack``'s ``output_positions``); the scanned one computes every row."""
     tokens, layer_cfg = batch * length, cfg.to_transformer_config()
-    full_layers, last_rows = cfg.num_layers, None
-    if not cfg.scan_layers and cfg.num_layers:
-        full_layers, last_rows = cfg.num_layers - 1, batch * (1 + predictions)
-    encoder = full_layers * transformer_flops.encoder_layer_flops(layer_cfg, tokens, length)
-    if last_rows is not None:
-        encoder += transformer_flops.encoder_layer_flops(layer_cfg, tokens, length, last_rows)
+    full_layer = transformer_flops.encoder_layer_flops(layer_cfg, tokens, length)
+    if cfg.scan_layers or not cfg.num_layers:
+        encoder = cfg.num_layers * full_layer
+    else:
+        last_layer = transformer_flops.encoder_layer_flops(
+            layer_cfg, tokens, length, query_tokens=batch * (1 + predictions))
+        encoder = (cfg.num_layers - 1) * full_layer + last_layer
     pooler = 2 * batch * cfg.hidden_size * cfg.hidden_size
     masked = batch * predictions
     mlm = 2 * masked * cfg.hidden_size * (cfg.hidden_size + cfg.vocab_size)

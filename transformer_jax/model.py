@@ -150,8 +150,7 @@ class EncoderLayer(nn.Module):
                 return self_attention(h, h, mask, deterministic=deterministic)
             query_mask = mask
             if mask is not None and mask.shape[2] > 1:  # per-query rows: keep the kept ones
-                query_mask = jnp.take_along_axis(
-                    mask, kept_positions[:, None, :, None], axis=2)  # [B, 1, P, S]
+                query_mask = gather_rows(mask[:, 0], kept_positions)[:, None]  # [B, 1, P, S]
             return self_attention(gather_rows(h, kept_positions), h, query_mask,
                                   deterministic=deterministic)  # [B, P, D]
 
