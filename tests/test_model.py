@@ -338,6 +338,22 @@ def test_sinusoidal_positions_use_given_positions():
     np.testing.assert_allclose(out_default, x + table[None, :4], atol=1e-6)
 
 
+def test_gelu_is_bert_erf_formula_with_exact_gradient():
+    """GELU(x) = x Phi(x) (BERT's erf form) and GELU'(x) = Phi(x) + x phi(x), against float64
+    math.erf, deep in both tails too; and it agrees with flax's erfc-based exact GELU."""
+    x = np.concatenate([np.linspace(-9.0, 9.0, 37), [-30.0, -5.5, 0.0, 1e-3, 30.0]])
+    x = x.reshape(6, 7).astype(np.float32)
+    x64 = x.astype(np.float64)
+    phi_cdf = 0.5 * (1.0 + np.vectorize(math.erf)(x64 / math.sqrt(2.0)))
+    phi_pdf = np.exp(-0.5 * x64**2) / math.sqrt(2.0 * math.pi)
+    gelu = layers.ACTIVATIONS["gelu"]
+    value, grad = jax.vmap(jax.vmap(jax.value_and_grad(gelu)))(jnp.asarray(x))
+    np.testing.assert_allclose(value, x64 * phi_cdf, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(grad, phi_cdf + x64 * phi_pdf, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(value, nn.gelu(x, approximate=False), rtol=1e-6, atol=1e-6)
+    assert gelu(jnp.asarray(x, jnp.bfloat16)).dtype == jnp.bfloat16
+
+
 def test_embed_scales_by_sqrt_d_and_attend_is_transpose():
     """Embed(ids) = E[ids] * sqrt(d); Embed.attend(x) = x @ E^T (the tied output layer)."""
     embed = layers.Embed(num_embeddings=V, features=32)

@@ -19,10 +19,25 @@ import numpy as np
 Dtype = jnp.dtype
 Array = jax.Array
 
+_SQRT_HALF = float(np.sqrt(0.5))
+
+
+def gelu_erf(x: Array) -> Array:
+    """Exact GELU written as BERT writes it: 0.5 x (1 + erf(x / sqrt 2)).
+
+    ``nn.gelu(approximate=False)`` computes the same function through erfc, which XLA
+    expands into an exp plus two rational polynomials behind selects: three elementwise
+    passes over the [tokens, ffn] activation instead of one, about 0.2 s of a BERT-base
+    step on two CPU cores. The two agree to 1e-6 (the erfc form only gains relative
+    accuracy far in the negative tail, where GELU is ~0 anyway).
+    """
+    return 0.5 * x * (1.0 + jax.lax.erf(x * _SQRT_HALF))  # Python floats keep x's dtype
+
+
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "relu": nn.relu,
     # BERT uses the exact erf form, not the tanh approximation.
-    "gelu": lambda x: nn.gelu(x, approximate=False),
+    "gelu": gelu_erf,
     "gelu_tanh": lambda x: nn.gelu(x, approximate=True),
 }
 
