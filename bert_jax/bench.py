@@ -8,13 +8,15 @@ matmul throughput measured in the same run (see ``transformer_jax.bench``). When
 and Hugging Face transformers are installed (``pip install -e ".[bench]"``), it also times
 Hugging Face's ``BertForPreTraining`` with AdamW at the same size, batch, sequence length
 and dtype, and prints the ratio of tokens/s. Both models are timed with the same number of
-host threads.
+host threads, in alternating halves (ours, HF, ours, HF), so a shared machine's speed
+drift does not favour either side.
 """
 
 import dataclasses
 import importlib.util
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,8 +62,13 @@ def report(config, batch_size: int, steps: int, warmup: int, peak_size: int,
     cfg, length = task.model_cfg, config.data.max_seq_length
     predictions = config.data.max_predictions_per_seq
     batch = synthetic_batch(batch_size, length, predictions, cfg.vocab_size)
+    hf = _HuggingFaceTimer(cfg, config, batch, warmup, required=compare_hf == "yes")
+    # Alternating halves: ours, HF, ours, HF (see benchmark_train_step's ``between``).
+    hf_first = steps // 2 if compare_hf != "no" and hf.available else 0
+    between = (lambda: hf.time(hf_first)) if hf_first else None
     with tempfile.TemporaryDirectory() as workdir:
-        timing = benchmark_train_step(Trainer(config, workdir, task), batch, steps, warmup)
+        timing = benchmark_train_step(Trainer(config, workdir, task), batch, steps, warmup,
+                                      between=between)
     model_flops = task.flops_per_step(batch)
     peak = measure_peak_flops(cfg.compute_dtype, peak_size)
     tokens = batch_size * length
@@ -80,40 +87,51 @@ def report(config, batch_size: int, steps: int, warmup: int, peak_size: int,
     print(f"measured peak     {peak / 1e9:.1f} GFLOP/s ({cfg.dtype} matmul)")
     print(f"MFU               {100 * results['mfu']:.1f}%")
     print(f"host memory peak  {results['host_peak_bytes'] / 2**30:.2f} GiB (resident, ours)")
-    if compare_hf != "no":
-        hf = _hugging_face(cfg, config, batch, steps, warmup, required=compare_hf == "yes")
-        if hf:
-            results.update(hf_step_s=hf, hf_tokens_per_s=tokens / hf,
-                           speedup_vs_hf=hf / timing["step_s"])
-            print(f"Hugging Face      {1e3 * hf:.1f} ms/step, {tokens / hf:,.0f} tokens/s "
-                  f"(BertForPreTraining + AdamW, torch)")
-            print(f"ours / HF         {results['speedup_vs_hf']:.2f}x tokens/s")
+    if compare_hf == "no":
+        return results
+    if not hf.available:
+        print(f"Hugging Face      not timed ({hf.missing} not installed; "
+              "pip install -e '.[bench]')")
+        return results
+    hf.time(steps - hf_first)
+    hf_step = statistics.median(hf.times)
+    results.update(hf_step_s=hf_step, hf_tokens_per_s=tokens / hf_step,
+                   speedup_vs_hf=hf_step / timing["step_s"])
+    print(f"Hugging Face      {1e3 * hf_step:.1f} ms/step, {tokens / hf_step:,.0f} tokens/s "
+          f"(BertForPreTraining + AdamW, torch; median of {len(hf.times)}, timed in "
+          "alternation with ours)")
+    print(f"ours / HF         {results['speedup_vs_hf']:.2f}x tokens/s")
     return results
 
 
-def _hugging_face(cfg, config, batch, steps: int, warmup: int, required: bool) -> float | None:
-    """Step time of HF's BertForPreTraining, timed in a child process (``bench_hf``)."""
-    missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
-    if missing:
-        if required:
-            raise ImportError(f"--compare_hf=yes needs {' and '.join(missing)}: "
-                              "pip install -e '.[bench]'")
-        print(f"Hugging Face      not timed ({' and '.join(missing)} not installed; "
-              "pip install -e '.[bench]')")
-        return None
-    optimizer = {k: float(config.optimizer[k])
-                 for k in ("learning_rate", "b1", "b2", "eps", "weight_decay")}
-    with tempfile.TemporaryDirectory() as tmp:
-        spec_path, batch_path = os.path.join(tmp, "spec.json"), os.path.join(tmp, "batch.npz")
-        with open(spec_path, "w") as f:
-            json.dump({"model": dataclasses.asdict(cfg), "optimizer": optimizer,
-                       "steps": steps, "warmup": warmup}, f)
-        np.savez(batch_path, **batch)
-        result = subprocess.run([sys.executable, "-m", "bert_jax.bench_hf", spec_path,
-                                 batch_path], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"timing Hugging Face failed: {result.stderr.strip()[-500:]}")
-    return float(json.loads(result.stdout.strip().splitlines()[-1])["step_s"])
+class _HuggingFaceTimer:
+    """Times HF's BertForPreTraining in child processes (``bench_hf``), collecting the
+    step times of every call to ``time``."""
+
+    def __init__(self, cfg, config, batch: dict[str, np.ndarray], warmup: int,
+                 required: bool):
+        self.missing = " and ".join(m for m in ("torch", "transformers")
+                                    if importlib.util.find_spec(m) is None)
+        if self.missing and required:
+            raise ImportError(f"--compare_hf=yes needs {self.missing}: pip install -e '.[bench]'")
+        self.available = not self.missing
+        self.optimizer = {k: float(config.optimizer[k])
+                          for k in ("learning_rate", "b1", "b2", "eps", "weight_decay")}
+        self.cfg, self.batch, self.warmup = cfg, batch, warmup
+        self.times: list[float] = []
+
+    def time(self, steps: int) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            spec_path, batch_path = os.path.join(tmp, "spec.json"), os.path.join(tmp, "batch.npz")
+            with open(spec_path, "w") as f:
+                json.dump({"model": dataclasses.asdict(self.cfg), "optimizer": self.optimizer,
+                           "steps": steps, "warmup": self.warmup}, f)
+            np.savez(batch_path, **self.batch)
+            result = subprocess.run([sys.executable, "-m", "bert_jax.bench_hf", spec_path,
+                                     batch_path], capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"timing Hugging Face failed: {result.stderr.strip()[-500:]}")
+        self.times += json.loads(result.stdout.strip().splitlines()[-1])["step_times_s"]
 
 
 def define_flags() -> None:

@@ -63,6 +63,31 @@ def test_bert_bench_reports_consistent_numbers(capsys):
         assert results["speedup_vs_hf"] > 0
 
 
+def test_bert_bench_alternates_with_hugging_face_and_pools_its_times(monkeypatch, capsys):
+    """Ours, HF, ours, HF: HF is timed once after the first half of our steps and once after
+    the rest; its median is over both calls. (HF itself is stood in for, so this runs with
+    or without torch; the real child process is covered above when torch is installed.)"""
+    calls = []
+
+    class RecordingTimer:
+        available, missing = True, ""
+
+        def __init__(self, *args, **kwargs):
+            self.times = []
+
+        def time(self, steps):
+            calls.append(steps)
+            self.times += [2.0] if len(calls) == 1 else [4.0, 6.0]
+
+    monkeypatch.setattr(bert_bench, "_HuggingFaceTimer", RecordingTimer)
+    results = bert_bench.report(tiny_bert_config(), batch_size=8, steps=3, warmup=1,
+                                peak_size=128, compare_hf="yes")
+    assert calls == [1, 2]
+    assert results["hf_step_s"] == 4.0
+    assert results["speedup_vs_hf"] == pytest.approx(4.0 / results["step_s"])
+    assert "median of 3, timed in alternation with ours" in capsys.readouterr().out
+
+
 def test_transformer_bench_reports_consistent_numbers(capsys):
     config = transformer_wmt.get_config("tiny")
     config.data.vocab_size = 101

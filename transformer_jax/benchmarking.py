@@ -46,10 +46,15 @@ def measure_peak_flops(dtype: Any, size: int, repeats: int = 20) -> float:
     return 2.0 * len(devices) * size**3 / best
 
 
-def benchmark_train_step(trainer, batch: dict[str, np.ndarray], steps: int,
-                         warmup: int) -> dict[str, float]:
+def benchmark_train_step(trainer, batch: dict[str, np.ndarray], steps: int, warmup: int,
+                         between: Callable[[], None] | None = None) -> dict[str, float]:
     """Compile time, then median step time of the trainer's jitted train step, and the
-    process's peak host memory so far (the step's temporaries live there on CPU)."""
+    process's peak host memory so far (the step's temporaries live there on CPU).
+
+    ``between`` (optional) runs after the first half of the timed steps: a comparison timed
+    there and again after this returns alternates with ours, so a machine whose speed
+    drifts (a shared VM) slows both sides alike instead of whichever ran second.
+    """
     import flax.linen as nn
 
     from transformer_jax.engine import sharding as sharding_lib
@@ -67,7 +72,9 @@ def benchmark_train_step(trainer, batch: dict[str, np.ndarray], steps: int,
             state, _ = compiled(state, global_batch)
         jax.block_until_ready(state)
         times = []
-        for _ in range(steps):
+        for i in range(steps):
+            if between is not None and i == steps // 2:
+                between()
             begin = time.perf_counter()
             state, metrics = compiled(state, global_batch)
             jax.block_until_ready(state)
