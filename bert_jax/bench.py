@@ -62,10 +62,10 @@ def report(config, batch_size: int, steps: int, warmup: int, peak_size: int,
     cfg, length = task.model_cfg, config.data.max_seq_length
     predictions = config.data.max_predictions_per_seq
     batch = synthetic_batch(batch_size, length, predictions, cfg.vocab_size)
-    hf = _HuggingFaceTimer(cfg, config, batch, warmup, required=compare_hf == "yes")
+    hf = None if compare_hf == "no" else _HuggingFaceTimer(
+        cfg, config, batch, warmup, required=compare_hf == "yes")
     # Alternating halves: ours, HF, ours, HF (see benchmark_train_step's ``between``).
-    hf_first = steps // 2 if compare_hf != "no" and hf.available else 0
-    between = (lambda: hf.time(hf_first)) if hf_first else None
+    between = hf.time if hf and hf.available else None
     with tempfile.TemporaryDirectory() as workdir:
         timing = benchmark_train_step(Trainer(config, workdir, task), batch, steps, warmup,
                                       between=between)
@@ -87,13 +87,13 @@ def report(config, batch_size: int, steps: int, warmup: int, peak_size: int,
     print(f"measured peak     {peak / 1e9:.1f} GFLOP/s ({cfg.dtype} matmul)")
     print(f"MFU               {100 * results['mfu']:.1f}%")
     print(f"host memory peak  {results['host_peak_bytes'] / 2**30:.2f} GiB (resident, ours)")
-    if compare_hf == "no":
+    if hf is None:
         return results
     if not hf.available:
         print(f"Hugging Face      not timed ({hf.missing} not installed; "
               "pip install -e '.[bench]')")
         return results
-    hf.time(steps - hf_first)
+    hf.time(steps - len(hf.times))  # the half not timed between ours
     hf_step = statistics.median(hf.times)
     results.update(hf_step_s=hf_step, hf_tokens_per_s=tokens / hf_step,
                    speedup_vs_hf=hf_step / timing["step_s"])
@@ -114,11 +114,14 @@ class _HuggingFaceTimer:
                                     if importlib.util.find_spec(m) is None)
         if self.missing and required:
             raise ImportError(f"--compare_hf=yes needs {self.missing}: pip install -e '.[bench]'")
-        self.available = not self.missing
         self.optimizer = {k: float(config.optimizer[k])
                           for k in ("learning_rate", "b1", "b2", "eps", "weight_decay")}
         self.cfg, self.batch, self.warmup = cfg, batch, warmup
         self.times: list[float] = []
+
+    @property
+    def available(self) -> bool:
+        return not self.missing
 
     def time(self, steps: int) -> None:
         with tempfile.TemporaryDirectory() as tmp:

@@ -47,13 +47,14 @@ def measure_peak_flops(dtype: Any, size: int, repeats: int = 20) -> float:
 
 
 def benchmark_train_step(trainer, batch: dict[str, np.ndarray], steps: int, warmup: int,
-                         between: Callable[[], None] | None = None) -> dict[str, float]:
+                         between: Callable[[int], None] | None = None) -> dict[str, float]:
     """Compile time, then median step time of the trainer's jitted train step, and the
     process's peak host memory so far (the step's temporaries live there on CPU).
 
-    ``between`` (optional) runs after the first half of the timed steps: a comparison timed
-    there and again after this returns alternates with ours, so a machine whose speed
-    drifts (a shared VM) slows both sides alike instead of whichever ran second.
+    ``between(steps_done)`` (optional) runs once after the first half of the timed steps
+    (never before the first): a comparison timed there and again after this returns
+    alternates with ours, so a machine whose speed drifts (a shared VM) slows both sides
+    alike instead of whichever ran second.
     """
     import flax.linen as nn
 
@@ -73,8 +74,8 @@ def benchmark_train_step(trainer, batch: dict[str, np.ndarray], steps: int, warm
         jax.block_until_ready(state)
         times = []
         for i in range(steps):
-            if between is not None and i == steps // 2:
-                between()
+            if between is not None and i == max(steps // 2, 1):
+                between(i)
             begin = time.perf_counter()
             state, metrics = compiled(state, global_batch)
             jax.block_until_ready(state)
