@@ -32,7 +32,7 @@ setuptools.setup(
         "bert-bench=bert_jax.bench:cli",
     ]},
     extras_require={
-        "test": ["pytest>=8"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5"],
         "gpu": ["jax[cuda12]"],
         "tpu": ["jax[tpu]"],
         # Only for `bert-bench` to time Hugging Face's PyTorch BERT beside ours.

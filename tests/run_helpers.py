@@ -1,5 +1,5 @@
 """Helpers for tests that run the Trainer: losses read back from TensorBoard event files,
-checkpoint listings, a simulated preemption, and a module-scoped XLA compilation cache.
+checkpoint listings, and a simulated preemption.
 
 Import as ``import run_helpers`` (pytest puts ``tests/`` on ``sys.path``).
 """
@@ -62,20 +62,3 @@ def preempt_after(task, num_batches: int):
 
     task.train_batches = train_batches
     return task
-
-
-def persistent_compilation_cache(tmp_path_factory):
-    """A persistent XLA cache for this module only: Trainers of the same preset and model
-    lower to the same HLO, so later runs load the executable instead of compiling it again
-    (about 4x faster on CPU). Semantics are unchanged; the old settings come back after."""
-    from jax.experimental.compilation_cache import compilation_cache as cache
-    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-             "jax_persistent_cache_min_entry_size_bytes")
-    saved = {name: getattr(jax.config, name) for name in names}
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla_cache")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    cache.reset_cache()
-    yield
-    for name, value in saved.items():
-        jax.config.update(name, value)
-    cache.reset_cache()

@@ -44,11 +44,6 @@ def write_corpus(path: str, num_documents: int = 24, seed: int = 0) -> str:
     return path
 
 
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-    yield from run_helpers.persistent_compilation_cache(tmp_path_factory)
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     return write_corpus(str(tmp_path_factory.mktemp("corpus") / "docs.txt"))

@@ -21,7 +21,6 @@ from transformer_jax.translation.task import TranslationTask
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The engine tests' fixtures: the tiny translation corpus and a per-module compile cache.
 corpus = test_trainer.corpus
-compilation_cache = test_trainer.compilation_cache
 
 
 def truncate_data_files(directory, size: int = 100) -> None:

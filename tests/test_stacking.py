@@ -20,7 +20,6 @@ from transformer_jax import stacking
 from transformer_jax.model import Transformer, TransformerConfig
 
 corpus = test_trainer.corpus  # the engine tests' tiny translation corpus (a fixture)
-compilation_cache = test_trainer.compilation_cache
 REPO = test_trainer.REPO
 
 CFG = TransformerConfig(vocab_size=41, d_model=32, num_heads=4, d_ff=37, num_encoder_layers=2,

@@ -161,11 +161,6 @@ def run(config, workdir, devices=None, task=None) -> Trainer:
 # ----------------------------------------------------------------------------- shared runs
 
 
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-    yield from run_helpers.persistent_compilation_cache(tmp_path_factory)
-
-
 @pytest.fixture(scope="module")
 def dp_run(corpus, tmp_path_factory):
     """The reference: 6 uninterrupted dp steps on a 2x4 mesh, checkpoints at 3 and 6."""
