@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from transformer_jax import attention
+from transformer_jax.dropout import Dropout
 from transformer_jax.layers import Array, Embed, constrain, layer_norm, logical
 from transformer_jax.model import ACT_AXES, EncoderStack, HyperParams, TransformerConfig
 
@@ -127,7 +128,7 @@ class BertEncoder(nn.Module):
             (cfg.max_position_embeddings, cfg.hidden_size), cfg.storage_dtype)  # [P, D]
         self.embed_layer_norm = layer_norm(cfg.layer_norm_eps, cfg.storage_dtype,
                                            "embed_layer_norm")
-        self.embed_dropout = nn.Dropout(cfg.hidden_dropout)
+        self.embed_dropout = Dropout(cfg.hidden_dropout)
         self.encoder = EncoderStack(cfg.to_transformer_config())
         self.pooler = nn.Dense(
             cfg.hidden_size, dtype=cfg.compute_dtype, param_dtype=cfg.storage_dtype,

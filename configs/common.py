@@ -11,8 +11,8 @@ def engine_config() -> ml_collections.ConfigDict:
     """Fields the trainer reads. Each task config fills in model/data and overrides these."""
     c = ml_collections.ConfigDict()
     c.seed = 0
-    c.dropout_rng_impl = "threefry4x32"  # any jax.random impl; threefry4x32 fuses into
-                                         # dropout (fast on CPU); rbg: the TPU's hardware RNG
+    c.dropout_rng_impl = "threefry4x32"  # any jax.random impl: derives each dropout call's
+                                         # key; the mask bits hash it (transformer_jax/dropout)
     c.num_train_steps = 1000
     c.batch_size = 64                # global, across all hosts and devices
     c.eval_batch_size = 64           # global

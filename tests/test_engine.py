@@ -144,9 +144,8 @@ def test_unknown_dropout_rng_impl_fails_naming_the_config_key_and_the_choices():
 def test_default_dropout_rng_keeps_the_right_fraction_with_fresh_masks_each_step():
     """Dropout under the configs' default impl: keep rate 1 - p, masks that change with the
     step, and an element's bit that does not depend on the array's sharding."""
-    import flax.linen as nn
-
     from configs.common import engine_config
+    from transformer_jax.dropout import Dropout
     from transformer_jax.engine.trainer import check_rng_impl
 
     impl = engine_config().dropout_rng_impl
@@ -155,7 +154,7 @@ def test_default_dropout_rng_keeps_the_right_fraction_with_fresh_masks_each_step
 
     def mask(step, x):
         key = jax.random.fold_in(jax.random.key(0, impl=impl), step)
-        return nn.Dropout(0.1).apply({}, x, deterministic=False, rngs={"dropout": key}) > 0
+        return Dropout(0.1).apply({}, x, deterministic=False, rngs={"dropout": key}) > 0
 
     first, second = np.asarray(mask(0, ones)), np.asarray(mask(1, ones))
     assert abs(first.mean() - 0.9) < 0.005 and abs(second.mean() - 0.9) < 0.005

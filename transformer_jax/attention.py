@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from transformer_jax.dropout import Dropout
 from transformer_jax.layers import Array, Dtype, constrain, logical
 
 
@@ -114,7 +115,7 @@ class MultiHeadAttention(nn.Module):
         weights = attention_weights(query, key, mask)  # [B, N, L, S]
         # Free unless a caller asks for the 'intermediates' collection (visualisation).
         self.sow("intermediates", "attention_weights", weights)
-        weights = nn.Dropout(self.dropout_rate)(weights, deterministic=deterministic)
+        weights = Dropout(self.dropout_rate)(weights, deterministic=deterministic)
         out = weighted_values(weights, value)  # [B, L, N, H]
         out = self._output(out, d_model)  # [B, L, D]
         return out

@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from transformer_jax.dropout import Dropout
+
 Dtype = jnp.dtype
 Array = jax.Array
 
@@ -189,7 +191,7 @@ class FeedForward(nn.Module):
             bias_init=logical(nn.initializers.zeros, ("mlp",)))(x)  # [B, L, F]
         h = ACTIVATIONS[self.activation](h)
         h = constrain(h, ("act_batch", "act_length", "act_mlp"))
-        h = nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
+        h = Dropout(self.dropout_rate)(h, deterministic=deterministic)
         return nn.Dense(
             d_model, dtype=self.dtype, param_dtype=self.param_dtype, name="wo",
             kernel_init=logical(default_kernel_init, ("mlp", "embed")),

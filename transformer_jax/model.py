@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from transformer_jax import attention, stacking
+from transformer_jax.dropout import Dropout
 from transformer_jax.layers import (
     Array, Embed, FeedForward, SinusoidalPositions, constrain, default_kernel_init, gather_rows,
     layer_norm, logical)
@@ -107,7 +108,7 @@ class SubLayer(nn.Module):
         cfg = self.config
         norm = layer_norm(cfg.layer_norm_epsilon, cfg.storage_dtype, "layer_norm")
         y = fn(norm(x).astype(cfg.compute_dtype)) if cfg.pre_layer_norm else fn(x)
-        y = nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
+        y = Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
         out = (x if kept_positions is None else gather_rows(x, kept_positions)) + y
         if not cfg.pre_layer_norm:
             out = norm(out).astype(cfg.compute_dtype)
@@ -271,7 +272,7 @@ class Transformer(nn.Module):
         self.target_embed = self.source_embed if cfg.share_embeddings else embed("target_embedding")
         self.encoder_positions = SinusoidalPositions(cfg.max_len)
         self.decoder_positions = SinusoidalPositions(cfg.max_len)
-        self.embed_dropout = nn.Dropout(cfg.dropout_rate)
+        self.embed_dropout = Dropout(cfg.dropout_rate)
         self.encoder = EncoderStack(cfg)
         self.decoder = DecoderStack(cfg)
         if not cfg.tie_output:

@@ -25,6 +25,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from bert_jax.model import BertConfig, BertEncoder, bert_init
+from transformer_jax.dropout import Dropout
 from transformer_jax.layers import Array, constrain, logical
 
 
@@ -59,7 +60,7 @@ class BertForSequenceClassification(nn.Module):
         cfg = self.config
         _, pooled = BertEncoder(cfg, name="bert")(
             input_ids, input_mask, segment_ids, deterministic=deterministic)  # [B, D]
-        pooled = nn.Dropout(cfg.hidden_dropout)(pooled, deterministic=deterministic)
+        pooled = Dropout(cfg.hidden_dropout)(pooled, deterministic=deterministic)
         logits = _head(cfg, self.num_labels, "classifier")(pooled)  # [B, K] float32
         logits = constrain(logits, ("act_batch", None))
         if self.num_labels == 1:
@@ -112,7 +113,7 @@ class BertForTokenClassification(nn.Module):
         cfg = self.config
         sequence, _ = BertEncoder(cfg, name="bert")(
             input_ids, input_mask, segment_ids, deterministic=deterministic)  # [B, L, D]
-        sequence = nn.Dropout(cfg.hidden_dropout)(sequence, deterministic=deterministic)
+        sequence = Dropout(cfg.hidden_dropout)(sequence, deterministic=deterministic)
         logits = _head(cfg, self.num_labels, "classifier")(sequence)  # [B, L, K] float32
         return constrain(logits, ("act_batch", "act_length", None))
 
@@ -139,7 +140,7 @@ class BertForMultipleChoice(nn.Module):
         _, pooled = BertEncoder(cfg, name="bert")(
             flat(input_ids), flat(input_mask), flat(segment_ids),
             deterministic=deterministic)  # [B*C, D]
-        pooled = nn.Dropout(cfg.hidden_dropout)(pooled, deterministic=deterministic)
+        pooled = Dropout(cfg.hidden_dropout)(pooled, deterministic=deterministic)
         logits = _head(cfg, 1, "classifier")(pooled)  # [B*C, 1] float32
         logits = logits.reshape(batch, choices)  # [B*C, 1] -> [B, C]
         return constrain(logits, ("act_batch", None))

@@ -52,15 +52,12 @@ def train_step(state: TrainState, batch: Batch, *, task: Task,
     and ``lax.cond`` skips it elsewhere. It enters the metric with weight 1 where measured
     and 0 elsewhere, so each reported interval shows the norm at its last step.
 
-    ``rng_impl`` (config.dropout_rng_impl, any of JAX's PRNG implementations) only drives
-    dropout. The default, "threefry4x32" (Random123's Threefry-4x32-20), is element-wise
-    integer arithmetic that XLA fuses into the dropout itself, and its bits depend only on
-    an element's index, so masks do not change with the mesh layout. Measured on a 2-core CPU for the 16.8M mask elements of the
-    Transformer base step: threefry4x32 39 ms, threefry2x32 183 ms, rbg 125 ms (XLA's
-    RngBitGenerator is a separate, unfused op there). The price is compile time: its 20
-    rounds are inlined at every dropout, 13.4 s instead of 5.7 s for the base model, paid
-    once per run. JAX 0.10's philox4x32 is as fast but fails to lower on a sharded mesh. On
-    TPU, rbg uses the hardware generator.
+    ``rng_impl`` (config.dropout_rng_impl, any of JAX's PRNG implementations) derives the
+    keys of dropout: one per step, folded per call site by ``make_rng``. The masks' bulk
+    bits are not drawn from it but hash those keys with each element's index
+    (``transformer_jax.dropout``): XLA inlines the generator into every consumer of a mask,
+    and Threefry there cost 8% of a BERT-base CPU step. Deriving keys is scalar work, so
+    the impl no longer matters for speed; the default stays "threefry4x32".
     """
     rng = jax.random.fold_in(jax.random.key(seed, impl=rng_impl), state.step)
     grad_fn = jax.value_and_grad(task.loss_fn, has_aux=True)
