@@ -19,7 +19,7 @@ from transformer_jax.engine.trainer import Trainer
 from transformer_jax.translation.task import TranslationTask
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The engine tests' fixtures: the tiny translation corpus and a per-module compile cache.
+# The engine tests' fixture: the tiny translation corpus.
 corpus = test_trainer.corpus
 
 
