@@ -27,7 +27,8 @@ from absl import app, flags
 
 from transformer_jax import runtime
 from transformer_jax import benchmarking
-from transformer_jax.benchmarking import benchmark_train_step, measure_peak_flops
+from transformer_jax.benchmarking import (benchmark_train_step, datasheet_mfu,
+                                          measure_peak_flops)
 
 FLAGS = flags.FLAGS
 def synthetic_batch(batch_size: int, length: int, predictions: int, vocab_size: int,
@@ -75,6 +76,8 @@ def report(config, batch_size: int, steps: int, warmup: int, peak_size: int,
     results = dict(timing, model_flops=model_flops, peak_flops_per_s=peak,
                    tokens_per_s=tokens / timing["step_s"],
                    mfu=model_flops / timing["step_s"] / peak)
+    results["mfu_datasheet"], datasheet_line = datasheet_mfu(
+        model_flops, timing["step_s"], cfg.compute_dtype)
     print(f"model: BERT L={cfg.num_layers} H={cfg.hidden_size} A={cfg.num_heads} "
           f"vocab={cfg.vocab_size} dtype={cfg.dtype}; batch {batch_size} x seq {length}, "
           f"{predictions} predictions/seq, on {jax.device_count()} "
@@ -85,7 +88,8 @@ def report(config, batch_size: int, steps: int, warmup: int, peak_size: int,
     print(f"model FLOPs/step  {model_flops / 1e9:.2f} GFLOP (XLA counts "
           f"{results['xla_flops'] / 1e9:.2f})")
     print(f"measured peak     {peak / 1e9:.1f} GFLOP/s ({cfg.dtype} matmul)")
-    print(f"MFU               {100 * results['mfu']:.1f}%")
+    print(f"MFU               {100 * results['mfu']:.1f}% (of the measured peak)")
+    print(datasheet_line)
     print(f"host memory peak  {results['host_peak_bytes'] / 2**30:.2f} GiB (resident, ours)")
     if hf is None:
         return results

@@ -24,7 +24,9 @@ def engine_config() -> ml_collections.ConfigDict:
     c.init_from = ""                 # params of another run's workdir when starting fresh
     c.best_metric = ""               # e.g. "eval/accuracy": keep the best params in <workdir>/best
     c.best_mode = "max"              # max | min
-    c.peak_tflops_per_device = 0.0   # for MFU in the training log; 0 = do not report
+    # For MFU in the training log; 0 = the chip's datasheet bf16 peak where
+    # transformer_jax/device_peaks.py knows it (bf16 runs on GPU/TPU), else no MFU.
+    c.peak_tflops_per_device = 0.0
 
     c.sharding = ml_collections.ConfigDict()
     c.sharding.preset = "dp"         # dp | fsdp | fsdp_tp

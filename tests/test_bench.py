@@ -11,6 +11,7 @@ from bert_jax import flops as bert_flops
 from bert_jax.model import BertConfig
 from configs import bert_pretrain, transformer_wmt
 from transformer_jax import bench as transformer_bench
+from transformer_jax import device_peaks
 
 
 def tiny_bert_config():
@@ -54,6 +55,9 @@ def test_bert_bench_reports_consistent_numbers(capsys):
     assert results["mfu"] == pytest.approx(
         results["model_flops"] / results["step_s"] / results["peak_flops_per_s"])
     assert "MFU" in out and "tokens/s" in out
+    # fp32 on CPU: no datasheet peak, and the report says so instead of inventing one.
+    assert results["mfu_datasheet"] is None
+    assert "MFU (datasheet)   n/a: no datasheet peak for float32" in out
     # ru_maxrss is read in the right unit: the test process's peak is MBs, not KBs or TBs.
     machine = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     assert 50 * 2**20 < results["host_peak_bytes"] < machine
@@ -95,3 +99,16 @@ def test_transformer_bench_reports_consistent_numbers(capsys):
                                        steps=2, warmup=1, peak_size=128)
     assert results["tokens_per_s"] == pytest.approx(8 * 12 / results["step_s"])
     assert results["model_flops"] > 0 and "MFU" in capsys.readouterr().out
+
+
+def test_bench_reports_datasheet_mfu_where_the_chip_is_known(monkeypatch, capsys):
+    """As on a GPU in bf16: the datasheet MFU divides by the chip's peak times 8 devices."""
+    monkeypatch.setattr(device_peaks, "datasheet_peak_flops", lambda kind, dtype: 1e12)
+    config = transformer_wmt.get_config("tiny")
+    config.data.vocab_size = 101
+    results = transformer_bench.report(config, batch_size=8, source_length=7, target_length=5,
+                                       steps=2, warmup=1, peak_size=128)
+    assert results["mfu_datasheet"] == pytest.approx(
+        results["model_flops"] / results["step_s"] / (8 * 1e12))
+    assert f"MFU (datasheet)   {100 * results['mfu_datasheet']:.1f}% of 8 x 1.0 TFLOP/s" in (
+        capsys.readouterr().out)

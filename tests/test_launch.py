@@ -198,3 +198,26 @@ def test_local_multiprocess_dry_run(sh):
                     "bert_jax.main", f"--config={tiny}", "--workdir=/tmp/w", "--multihost=on",
                     "--coordinator_address=127.0.0.1:1234", "--num_processes=2",
                     f"--process_id={i}", "--config.num_train_steps=5"] for i in (0, 1)]
+
+
+def test_gpu_bench_runs_four_bf16_benches_that_parse(sh):
+    """Each printed command is accepted by the bench's own flags and config (checked in a
+    child process, as absl flags are process-wide): base and large at 128 and 512, bf16."""
+    argvs = lines(sh(os.path.join(REPO, "launch", "gpu_bench.sh"), "--dry-run",
+                     BATCHES="7 5 3 1"))
+    parse = ("import sys; from absl import flags; from bert_jax import bench; "
+             "bench.define_flags(); from transformer_jax import runtime; "
+             "runtime.parse_flags(sys.argv); c = flags.FLAGS.config; "
+             "print(c.model.size, c.data.max_seq_length, c.model.dtype, "
+             "flags.FLAGS.batch_size, flags.FLAGS.compare_hf, flags.FLAGS.peak_size)")
+    parsed = []
+    for argv in argvs:
+        assert argv[:3] == ["python3", "-m", "bert_jax.bench"]
+        result = subprocess.run(["python3", "-c", parse, *argv[3:]], capture_output=True,
+                                text=True, cwd=REPO, timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        parsed.append(result.stdout.split())
+    assert parsed == [["base", "128", "bfloat16", "7", "no", "8192"],
+                      ["large", "128", "bfloat16", "5", "no", "8192"],
+                      ["base", "512", "bfloat16", "3", "no", "8192"],
+                      ["large", "512", "bfloat16", "1", "no", "8192"]]

@@ -70,11 +70,15 @@ def report(config, batch_size: int, source_length: int, target_length: int, step
                    tokens_per_s=tokens / timing["step_s"],
                    achieved_flops_per_s=model_flops / timing["step_s"],
                    mfu=model_flops / timing["step_s"] / peak)
-    print_results(results, task.model_cfg, batch_size, source_length, target_length)
+    results["mfu_datasheet"], datasheet_line = benchmarking.datasheet_mfu(
+        model_flops, timing["step_s"], task.model_cfg.compute_dtype)
+    print_results(results, task.model_cfg, batch_size, source_length, target_length,
+                  datasheet_line)
     return results
 
 
-def print_results(r: dict[str, float], cfg, batch_size, source_length, target_length) -> None:
+def print_results(r: dict[str, float], cfg, batch_size, source_length, target_length,
+                  datasheet_line: str) -> None:
     print(f"model: d_model={cfg.d_model} layers={cfg.num_encoder_layers}+"
           f"{cfg.num_decoder_layers} d_ff={cfg.d_ff} heads={cfg.num_heads} "
           f"vocab={cfg.vocab_size} dtype={cfg.dtype}")
@@ -88,7 +92,8 @@ def print_results(r: dict[str, float], cfg, batch_size, source_length, target_le
     print(f"achieved          {r['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s")
     print(f"measured peak     {r['peak_flops_per_s'] / 1e9:.1f} GFLOP/s "
           f"({cfg.dtype} matmul, fp32 accumulation)")
-    print(f"MFU               {100 * r['mfu']:.1f}%")
+    print(f"MFU               {100 * r['mfu']:.1f}% (of the measured peak)")
+    print(datasheet_line)
     print(f"host memory peak  {r['host_peak_bytes'] / 2**30:.2f} GiB (resident)")
 
 

@@ -1,7 +1,8 @@
 """Timing pieces shared by the benchmarks (``transformer_jax.bench``, ``bert_jax.bench``):
-the measured matmul peak that MFU divides by, and the compiled train step's timing.
-Flags are defined by ``define_common_flags`` when a benchmark program starts, never on
-import, so the benchmarks (and tests) can import each other's functions."""
+the measured matmul peak that MFU divides by, MFU against the datasheet peak, and the
+compiled train step's timing. Flags are defined by ``define_common_flags`` when a benchmark
+program starts, never on import, so the benchmarks (and tests) can import each other's
+functions."""
 
 import resource
 import statistics
@@ -12,6 +13,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from transformer_jax import device_peaks
 
 
 def time_call(fn: Callable[[], Any], repeats: int) -> list[float]:
@@ -24,26 +27,66 @@ def time_call(fn: Callable[[], Any], repeats: int) -> list[float]:
     return times
 
 
-def measure_peak_flops(dtype: Any, size: int, repeats: int = 20) -> float:
-    """Best FLOP/s of a [size, size] @ [size, size] matmul in ``dtype`` on all devices.
+def measure_peak_flops(dtype: Any, size: int, repeats: int = 20,
+                       min_call_s: float = 0.05) -> float:
+    """Best FLOP/s of [size, size] @ [size, size] matmuls in ``dtype`` on all devices.
 
     The best of many repeats: on a shared machine a few slow runs are noise, and a peak
-    measured low would flatter the MFU.
+    measured low would flatter the MFU. For the same reason each timed call chains enough
+    matmuls to last ``min_call_s``: a 2048-sided bf16 matmul takes ~25 us on an H100, about
+    what dispatching one call costs, so one matmul per call would measure the dispatch and
+    report half the peak. (On a CPU one matmul already lasts ~0.1 s: the chain is 1 long.)
 
     Each device multiplies its own pair of matrices (a batch split over devices), so the
     result is the whole machine's peak, matching a data-parallel train step.
     """
+    a, b = _peak_operands(dtype, size)
+    one = matmul_chain(1)
+    jax.block_until_ready(one(a, b))  # compile
+    single = min(time_call(lambda: one(a, b), 3))
+    length = int(min(max(np.ceil(min_call_s / single), 1), _MAX_CHAIN))
+    chain = matmul_chain(length)
+    jax.block_until_ready(chain(a, b))  # compile
+    best = min(time_call(lambda: chain(a, b), repeats))
+    return 2.0 * a.shape[0] * size**3 * length / best
+
+
+_MAX_CHAIN = 64  # matmuls per timed call; unrolled, so this also bounds the compile
+
+
+def _peak_operands(dtype: Any, size: int) -> tuple[jax.Array, jax.Array]:
+    """Two [devices, size, size] arrays of 1/size, split over the devices: a chain of
+    products stays at 1/size (each output entry averages a row), never overflowing."""
     devices = jax.devices()
     mesh = jax.make_mesh((len(devices),), ("d",), axis_types=(jax.sharding.AxisType.Auto,))
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("d"))
-    shape = (len(devices), size, size)
-    a = jax.device_put(jnp.ones(shape, dtype), sharding)
-    b = jax.device_put(jnp.ones(shape, dtype), sharding)
-    matmul = jax.jit(lambda x, y: jnp.einsum("dij,djk->dik", x, y,
-                                             preferred_element_type=jnp.float32))
-    jax.block_until_ready(matmul(a, b))  # compile
-    best = min(time_call(lambda: matmul(a, b), repeats))
-    return 2.0 * len(devices) * size**3 / best
+    operand = jnp.full((len(devices), size, size), 1.0 / size, dtype)
+    return jax.device_put(operand, sharding), jax.device_put(operand, sharding)
+
+
+def matmul_chain(length: int) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """jit of x -> x @ b applied ``length`` times, unrolled: straight-line code, so an
+    accelerator runs the matmuls back to back without a loop's per-iteration sync."""
+
+    def chain(x: jax.Array, b: jax.Array) -> jax.Array:
+        for _ in range(length):  # each product feeds the next, so none can be elided
+            x = jnp.einsum("dij,djk->dik", x, b,
+                           preferred_element_type=jnp.float32).astype(x.dtype)  # [d, n, n]
+        return x
+
+    return jax.jit(chain)
+
+
+def datasheet_mfu(model_flops: float, step_s: float, dtype: Any) -> tuple[float | None, str]:
+    """MFU against the chips' datasheet peak (``device_peaks``) and the report line; the
+    MFU is None, and the line says why, where the table has no number."""
+    kind, chips = jax.devices()[0].device_kind, jax.device_count()
+    per_chip = device_peaks.datasheet_peak_flops(kind, dtype)
+    if per_chip is None:
+        return None, f"MFU (datasheet)   n/a: {device_peaks.why_unknown(kind, dtype)}"
+    mfu = model_flops / step_s / (per_chip * chips)
+    return mfu, (f"MFU (datasheet)   {100 * mfu:.1f}% of {chips} x {per_chip / 1e12:.1f} "
+                 f"TFLOP/s ({kind}, {jnp.dtype(dtype)})")
 
 
 def benchmark_train_step(trainer, batch: dict[str, np.ndarray], steps: int, warmup: int,

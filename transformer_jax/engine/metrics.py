@@ -13,6 +13,8 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
+from transformer_jax import device_peaks
+
 log = logging.getLogger(__name__)
 
 
@@ -70,6 +72,17 @@ def format_duration(seconds: float) -> str:
     seconds = int(seconds)
     hours, rest = divmod(seconds, 3600)
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def peak_flops_for_mfu(tflops_per_device: float, compute_dtype: Any | None) -> float:
+    """The whole job's peak FLOP/s for the log's MFU: ``tflops_per_device`` when set (> 0),
+    else the chips' datasheet peak for ``compute_dtype`` (``device_peaks``); 0 (no MFU) where
+    neither is known, as on CPUs and in float32."""
+    per_device = tflops_per_device * 1e12
+    if per_device <= 0 and compute_dtype is not None:
+        per_device = device_peaks.datasheet_peak_flops(jax.devices()[0].device_kind,
+                                                       compute_dtype) or 0.0
+    return per_device * jax.device_count()
 
 
 class Throughput:

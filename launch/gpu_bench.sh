@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# BERT pretraining bf16 MFU on this host's accelerators (issue 3's target: >= 55% of the
+# datasheet peak, printed as "MFU (datasheet)"): base and large, sequence 128 and 512.
+#
+#   launch/gpu_bench.sh            # needs pip install -e ".[gpu]" (or ".[tpu]")
+#   launch/gpu_bench.sh --dry-run  # print the four commands
+#
+# Batches are the BERT paper's 256 at 128 tokens, and 32k-64k tokens at 512; pass BATCHES
+# ("b128_base b128_large b512_base b512_large") to fit another memory size.
+set -euo pipefail
+dry_run=0
+if [[ "${1:-}" == "--dry-run" ]]; then dry_run=1; shift; fi
+read -r b128_base b128_large b512_base b512_large <<< "${BATCHES:-256 256 128 64}"
+runs=("size=base $b128_base" "size=large $b128_large"
+      "size=base,phase=2 $b512_base" "size=large,phase=2 $b512_large")
+for run in "${runs[@]}"; do
+  read -r variant batch <<< "$run"
+  # 8192-sided matmuls measure an accelerator's peak; 2048 ones leave it half idle.
+  cmd=(python3 -m bert_jax.bench "--config=configs/bert_pretrain.py:$variant"
+       --config.model.dtype=bfloat16 "--batch_size=$batch" --compare_hf=no
+       --steps=10 --warmup=3 --peak_size=8192)
+  if (( dry_run )); then printf '%q ' "${cmd[@]}"; echo; else "${cmd[@]}"; fi
+done
