@@ -4,7 +4,8 @@ import setuptools
 setuptools.setup(
     name="transformer-bert-jax",
     version="0.1.0",
-    description="Attention Is All You Need and BERT in JAX/Flax: train, decode, pretrain, fine-tune.",
+    description=("Attention Is All You Need and BERT in JAX/Flax: train, decode, pretrain, "
+                 "fine-tune."),
     packages=setuptools.find_packages(include=["transformer_jax*", "bert_jax*", "configs*"]),
     python_requires=">=3.11",
     install_requires=[

@@ -55,7 +55,8 @@ def weighted_values(weights: Array, value: Array) -> Array:
 
 
 class MultiHeadAttention(nn.Module):
-    """MultiHead(Q, K, V) = Concat(head_1..head_N) W^O with head_i = Attn(Q W_i^Q, K W_i^K, V W_i^V).
+    """MultiHead(Q, K, V) = Concat(head_1..head_N) W^O,
+    head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V).
 
     The per-head projections are stored as [D, N, H] kernels (all heads in one matmul) and
     W^O as [N, H, D], so "concatenate then project" is a single contraction over (N, H).

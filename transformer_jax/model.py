@@ -268,7 +268,8 @@ class Transformer(nn.Module):
         cfg = self.config
         embed = lambda name: Embed(cfg.vocab_size, cfg.d_model, dtype=cfg.compute_dtype,
                                    param_dtype=cfg.storage_dtype, name=name)
-        self.source_embed = embed("shared_embedding" if cfg.share_embeddings else "source_embedding")
+        self.source_embed = embed(
+            "shared_embedding" if cfg.share_embeddings else "source_embedding")
         self.target_embed = self.source_embed if cfg.share_embeddings else embed("target_embedding")
         self.encoder_positions = SinusoidalPositions(cfg.max_len)
         self.decoder_positions = SinusoidalPositions(cfg.max_len)
