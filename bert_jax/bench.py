@@ -78,19 +78,7 @@ def report(config, batch_size: int, steps: int, warmup: int, peak_size: int,
                    mfu=model_flops / timing["step_s"] / peak)
     results["mfu_datasheet"], datasheet_line = datasheet_mfu(
         model_flops, timing["step_s"], cfg.compute_dtype)
-    print(f"model: BERT L={cfg.num_layers} H={cfg.hidden_size} A={cfg.num_heads} "
-          f"vocab={cfg.vocab_size} dtype={cfg.dtype}; batch {batch_size} x seq {length}, "
-          f"{predictions} predictions/seq, on {jax.device_count()} "
-          f"{jax.devices()[0].platform} device(s)")
-    print(f"compile time      {results['compile_s']:.2f} s")
-    print(f"step time         {1e3 * results['step_s']:.1f} ms (median of {steps})")
-    print(f"tokens/s          {results['tokens_per_s']:,.0f}")
-    print(f"model FLOPs/step  {model_flops / 1e9:.2f} GFLOP (XLA counts "
-          f"{results['xla_flops'] / 1e9:.2f})")
-    print(f"measured peak     {peak / 1e9:.1f} GFLOP/s ({cfg.dtype} matmul)")
-    print(f"MFU               {100 * results['mfu']:.1f}% (of the measured peak)")
-    print(datasheet_line)
-    print(f"host memory peak  {results['host_peak_bytes'] / 2**30:.2f} GiB (resident, ours)")
+    _print_ours(results, cfg, batch_size, length, predictions, steps, datasheet_line)
     if hf is None:
         return results
     if not hf.available:
@@ -106,6 +94,24 @@ def report(config, batch_size: int, steps: int, warmup: int, peak_size: int,
           "alternation with ours)")
     print(f"ours / HF         {results['speedup_vs_hf']:.2f}x tokens/s")
     return results
+
+
+def _print_ours(results: dict[str, float], cfg, batch_size: int, length: int,
+                predictions: int, steps: int, datasheet_line: str) -> None:
+    print(f"model: BERT L={cfg.num_layers} H={cfg.hidden_size} A={cfg.num_heads} "
+          f"vocab={cfg.vocab_size} dtype={cfg.dtype}; batch {batch_size} x seq {length}, "
+          f"{predictions} predictions/seq, on {jax.device_count()} "
+          f"{jax.devices()[0].platform} device(s)")
+    print(f"compile time      {results['compile_s']:.2f} s")
+    print(f"step time         {1e3 * results['step_s']:.1f} ms (median of {steps})")
+    print(f"tokens/s          {results['tokens_per_s']:,.0f}")
+    print(f"model FLOPs/step  {results['model_flops'] / 1e9:.2f} GFLOP (XLA counts "
+          f"{results['xla_flops'] / 1e9:.2f})")
+    print(f"measured peak     {results['peak_flops_per_s'] / 1e9:.1f} GFLOP/s "
+          f"({cfg.dtype} matmul)")
+    print(f"MFU               {100 * results['mfu']:.1f}% (of the measured peak)")
+    print(datasheet_line)
+    print(f"host memory peak  {results['host_peak_bytes'] / 2**30:.2f} GiB (resident, ours)")
 
 
 class _HuggingFaceTimer:

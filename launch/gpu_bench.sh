@@ -15,7 +15,7 @@ runs=("size=base $b128_base" "size=large $b128_large"
       "size=base,phase=2 $b512_base" "size=large,phase=2 $b512_large")
 for run in "${runs[@]}"; do
   read -r variant batch <<< "$run"
-  # 8192-sided matmuls measure an accelerator's peak; 2048 ones leave it half idle.
+  # The measured peak from 8192-sided matmuls: 2048 ones run below a GPU's best rate.
   cmd=(python3 -m bert_jax.bench "--config=configs/bert_pretrain.py:$variant"
        --config.model.dtype=bfloat16 "--batch_size=$batch" --compare_hf=no
        --steps=10 --warmup=3 --peak_size=8192)

@@ -3,6 +3,7 @@ analytic FLOP counts they divide by are checked by hand. (Speed itself is never 
 import importlib.util
 import os
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -102,10 +103,13 @@ def test_transformer_bench_reports_consistent_numbers(capsys):
 
 
 def test_bench_reports_datasheet_mfu_where_the_chip_is_known(monkeypatch, capsys):
-    """As on a GPU in bf16: the datasheet MFU divides by the chip's peak times 8 devices."""
-    monkeypatch.setattr(device_peaks, "datasheet_peak_flops", lambda kind, dtype: 1e12)
+    """As on a GPU in bf16: the datasheet MFU divides by the chip's peak times 8 devices,
+    looked up for the compute dtype (the parameters stay float32)."""
+    monkeypatch.setattr(device_peaks, "datasheet_peak_flops",
+                        lambda kind, dtype: 1e12 if jnp.dtype(dtype) == jnp.bfloat16 else None)
     config = transformer_wmt.get_config("tiny")
     config.data.vocab_size = 101
+    config.model.dtype = "bfloat16"
     results = transformer_bench.report(config, batch_size=8, source_length=7, target_length=5,
                                        steps=2, warmup=1, peak_size=128)
     assert results["mfu_datasheet"] == pytest.approx(

@@ -24,6 +24,7 @@ import pytest
 
 from configs import transformer_demo
 from transformer_jax.engine import checkpoint as ckpt
+from transformer_jax.engine import metrics as metrics_lib
 from transformer_jax.engine import sharding as sharding_lib
 from transformer_jax.engine.trainer import NonFiniteLossError, Trainer
 from transformer_jax.translation.task import TranslationTask
@@ -442,6 +443,28 @@ def test_training_makes_no_implicit_host_to_device_copies(corpus, tmp_path):
     with jax.transfer_guard("disallow"):
         results = Trainer(config, workdir, task).run()
     assert {"eval/nll", "eval/bleu"} <= set(results)
+
+
+def test_logged_mfu_peak_comes_from_the_config_and_the_compute_dtype(corpus, tmp_path,
+                                                                    monkeypatch):
+    """The training log's MFU peak is asked for with peak_tflops_per_device and the model's
+    compute dtype (not the parameters' storage dtype), before the first step."""
+    asked = []
+
+    class StopBeforeTraining(Exception):
+        pass
+
+    def record_and_stop(tflops_per_device, compute_dtype):
+        asked.append((tflops_per_device, compute_dtype))
+        raise StopBeforeTraining
+
+    monkeypatch.setattr(metrics_lib, "peak_flops_for_mfu", record_and_stop)
+    config = make_config(corpus, peak_tflops_per_device=2.5,
+                         **{"model.dtype": "bfloat16", "model.param_dtype": "float32"})
+    workdir = str(tmp_path / "mfu")
+    with pytest.raises(StopBeforeTraining):
+        Trainer(config, workdir, TranslationTask(config, workdir)).run()
+    assert asked == [(2.5, "bfloat16")]
 
 
 def test_workdir_with_checkpoints_but_no_vocab_is_refused(corpus, preempted_workdir, tmp_path):

@@ -33,9 +33,11 @@ def measure_peak_flops(dtype: Any, size: int, repeats: int = 20,
 
     The best of many repeats: on a shared machine a few slow runs are noise, and a peak
     measured low would flatter the MFU. For the same reason each timed call chains enough
-    matmuls to last ``min_call_s``: a 2048-sided bf16 matmul takes ~25 us on an H100, about
-    what dispatching one call costs, so one matmul per call would measure the dispatch and
-    report half the peak. (On a CPU one matmul already lasts ~0.1 s: the chain is 1 long.)
+    matmuls to last ``min_call_s``, up to 64: a 2048-sided bf16 matmul takes ~25 us on an
+    H100, about what dispatching one call costs, so one matmul per call would measure the
+    dispatch and report half the peak, while 64 of them make it ~3%. (On a CPU one matmul
+    already lasts ~0.1 s: the chain is 1 long.) The operands are random, not constant:
+    constant data draws less power and lets a GPU hold higher clocks than a model's does.
 
     Each device multiplies its own pair of matrices (a batch split over devices), so the
     result is the whole machine's peak, matching a data-parallel train step.
@@ -55,13 +57,17 @@ _MAX_CHAIN = 64  # matmuls per timed call; unrolled, so this also bounds the com
 
 
 def _peak_operands(dtype: Any, size: int) -> tuple[jax.Array, jax.Array]:
-    """Two [devices, size, size] arrays of 1/size, split over the devices: a chain of
-    products stays at 1/size (each output entry averages a row), never overflowing."""
+    """x ~ N(0, 1) and b ~ N(0, 1/size), both [devices, size, size] split over the devices:
+    x @ b keeps x's scale in expectation, so a chain of products neither overflows nor
+    underflows."""
     devices = jax.devices()
     mesh = jax.make_mesh((len(devices),), ("d",), axis_types=(jax.sharding.AxisType.Auto,))
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("d"))
-    operand = jnp.full((len(devices), size, size), 1.0 / size, dtype)
-    return jax.device_put(operand, sharding), jax.device_put(operand, sharding)
+    shape = (len(devices), size, size)
+    x_key, b_key = jax.random.split(jax.random.key(0))
+    x = jax.random.normal(x_key, shape, jnp.float32)
+    b = jax.random.normal(b_key, shape, jnp.float32) / np.sqrt(size)
+    return (jax.device_put(x.astype(dtype), sharding), jax.device_put(b.astype(dtype), sharding))
 
 
 def matmul_chain(length: int) -> Callable[[jax.Array, jax.Array], jax.Array]:

@@ -12,42 +12,48 @@ cores depending on precision flags, and a CPU's peak depends on its clock and ve
 so no single datasheet number fits; those runs report the measured peak only.
 """
 
+import re
 from typing import Any
 
 import jax.numpy as jnp
 
-# (lower-case substring of jax's Device.device_kind, TFLOP/s); the first match wins, so a
-# variant ("h100 pcie", "tpu v5 lite") comes before the family name it contains.
+# (regular expression searched in the lower-cased Device.device_kind, TFLOP/s). Word
+# boundaries keep "a100" out of "rtx a1000" and "b200" out of "gb200"; the first match wins,
+# so a variant ("h100 pcie", "tpu v5 lite") comes before the family name it contains.
 _BF16_PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
-    ("h100 pcie", 756.0),
-    ("h100 nvl", 835.0),
-    ("h100", 989.4),          # SXM: "NVIDIA H100 80GB HBM3"
-    ("h200", 989.4),          # H200 and GH200 share the H100 SXM's compute
-    ("b200", 2250.0),
-    ("a100", 312.0),
-    ("tpu v4", 275.0),
-    ("tpu v5 lite", 197.0),   # v5e
-    ("tpu v5", 459.0),        # v5p
-    ("tpu v6 lite", 918.0),   # v6e (Trillium)
+    (r"\bh100 pcie\b", 756.0),
+    (r"\bh[12]00 nvl\b", 835.0),
+    (r"\bh100\b", 989.4),             # SXM: "NVIDIA H100 80GB HBM3"
+    (r"\bg?h200\b", 989.4),           # H200 SXM and GH200 share the H100 SXM's compute
+    (r"\bb200\b", 2250.0),
+    (r"\ba100\b", 312.0),             # SXM and PCIe alike
+    (r"\btpu v4\b(?! lite)", 275.0),  # not v4i ("TPU v4 lite"), a smaller chip
+    (r"\btpu v5( lite|e)\b", 197.0),  # v5e
+    (r"\btpu v5p?\b", 459.0),         # v5p
+    (r"\btpu v6( lite|e)\b", 918.0),  # v6e (Trillium)
 )
-
-_SIXTEEN_BIT = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
 
 
 def datasheet_peak_flops(device_kind: str, dtype: Any) -> float | None:
     """Peak FLOP/s of one chip of ``device_kind`` for ``dtype`` matmuls, or None if unknown
-    (a CPU, a chip not in the table, or float32)."""
-    if jnp.dtype(dtype) not in _SIXTEEN_BIT:
+    (a CPU, a chip not in the table, float32, or float16 on a TPU, whose MXUs take bf16)."""
+    if not _tabulated_dtype(device_kind, dtype):
         return None
-    kind = device_kind.lower()
-    for name, tflops in _BF16_PEAK_TFLOPS:
-        if name in kind:
+    for pattern, tflops in _BF16_PEAK_TFLOPS:
+        if re.search(pattern, device_kind.lower()):
             return tflops * 1e12
     return None
 
 
+def _tabulated_dtype(device_kind: str, dtype: Any) -> bool:
+    dtype = jnp.dtype(dtype)
+    if dtype == jnp.float16:
+        return not device_kind.lower().startswith("tpu")
+    return dtype == jnp.bfloat16
+
+
 def why_unknown(device_kind: str, dtype: Any) -> str:
     """Why ``datasheet_peak_flops`` gave None, as a report's fragment."""
-    if jnp.dtype(dtype) not in _SIXTEEN_BIT:
+    if not _tabulated_dtype(device_kind, dtype):
         return f"no datasheet peak for {jnp.dtype(dtype)} matmuls"
     return f"no datasheet peak for {device_kind!r} (add it to transformer_jax/device_peaks.py)"
