@@ -2,6 +2,8 @@
 analytic FLOP counts they divide by are checked by hand. (Speed itself is never asserted.)"""
 import importlib.util
 import os
+import subprocess
+import sys
 
 import jax.numpy as jnp
 import numpy as np
@@ -116,3 +118,24 @@ def test_bench_reports_datasheet_mfu_where_the_chip_is_known(monkeypatch, capsys
         results["model_flops"] / results["step_s"] / (8 * 1e12))
     assert f"MFU (datasheet)   {100 * results['mfu_datasheet']:.1f}% of 8 x 1.0 TFLOP/s" in (
         capsys.readouterr().out)
+
+
+def test_bert_bench_runs_without_tensorflow():
+    """Accelerator images often carry JAX but not TensorFlow (too big to bring along): the
+    bench times synthetic batches, so nothing on its path may import TensorFlow."""
+    hide = ("import sys\n"
+            "for name in ('tensorflow', 'tensorflow_text', 'tensorflow_datasets'):\n"
+            "    sys.modules[name] = None  # as if not installed\n"
+            "from bert_jax import bench\n"
+            "bench.cli()\n")
+    tiny = ["--config.model.num_layers=1", "--config.model.hidden_size=32",
+            "--config.model.num_heads=4", "--config.model.intermediate_size=37",
+            "--config.model.max_position_embeddings=32", "--config.data.vocab_size=53",
+            "--config.data.max_seq_length=23", "--config.data.max_predictions_per_seq=5"]
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, "-c", hide, "--config=configs/bert_pretrain.py:size=tiny", *tiny,
+         "--batch_size=8", "--steps=1", "--warmup=0", "--peak_size=64", "--compare_hf=no"],
+        cwd=repo, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "batch 8 x seq 23" in result.stdout and "MFU (datasheet)" in result.stdout

@@ -1,5 +1,6 @@
 """Process set-up shared by every entry point."""
 
+import importlib.util
 import logging
 import sys
 
@@ -16,10 +17,13 @@ def setup_host(loggers: tuple[str, ...] = ("transformer_jax",)) -> None:
     from transformer_jax import host_memory
 
     malloc_note = host_memory.tune_for_xla_cpu()
-    import tensorflow as tf
+    # TensorFlow would otherwise grab all GPU memory that JAX needs. Without it installed
+    # there is nothing to hide: the benchmarks (synthetic batches, no tf.data) then run on
+    # an accelerator image that has JAX but not TensorFlow.
+    if importlib.util.find_spec("tensorflow") is not None:
+        import tensorflow as tf
 
-    # TensorFlow would otherwise grab all GPU memory that JAX needs.
-    tf.config.set_visible_devices([], "GPU")
+        tf.config.set_visible_devices([], "GPU")
     # Orbax, TF and JAX log a lot through absl at INFO; only their warnings reach the console.
     absl_logging.set_verbosity(absl_logging.WARNING)
     for name in dict.fromkeys(("transformer_jax", *loggers)):

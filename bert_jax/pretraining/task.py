@@ -10,24 +10,22 @@ token, the floor a model must rise above.
 import dataclasses
 import hashlib
 import logging
-import os
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import tensorflow as tf
 
 from bert_jax import flops as bert_flops
-from bert_jax import interop, warm_start
 from bert_jax.heads import BertForPreTraining
 from bert_jax.model import SHAPE_FIELDS, BertConfig
-from bert_jax.pretraining import corpus, masking, pairs, pipeline
-from bert_jax.tokenization import FullTokenizer
-from bert_jax.wordpiece_vocab import train_vocab, write_vocab
 from transformer_jax.engine import losses
 from transformer_jax.engine.task import Task
+
+# The data side (tf.data pipeline, corpus, tokenizer, checkpoint import) is imported in the
+# methods that use it: the model and loss alone, all ``for_benchmark`` needs, then run on an
+# accelerator image that has JAX but not TensorFlow.
 
 log = logging.getLogger(__name__)
 
@@ -44,86 +42,24 @@ def bert_config(config: ml_collections.ConfigDict, vocab_size: int) -> BertConfi
     return BertConfig.from_size(config.model.size, **dict(overrides, vocab_size=vocab_size))
 
 
-# --------------------------------------------------------------------------------------------
-# Data sources
-# --------------------------------------------------------------------------------------------
-def load_documents(data: ml_collections.ConfigDict) -> tuple[list, list]:
-    """(train, held-out) documents of ``data.source`` ('stdlib', 'files' or 'tfds')."""
-    if data.source == "stdlib":
-        return corpus.split_documents(corpus.stdlib_documents(), data.eval_fraction)
-    if data.source == "files":
-        documents = corpus.read_document_files(data.input_files)
-        if data.eval_input_files:
-            return documents, corpus.read_document_files(data.eval_input_files)
-        return corpus.split_documents(documents, data.eval_fraction)
-    if data.source == "tfds":
-        read = lambda split: corpus.tfds_documents(  # noqa: E731
-            data.tfds_name, split, data.tfds_text_key, data.data_dir or None)
-        if data.tfds_eval_split:
-            return read(data.tfds_train_split), read(data.tfds_eval_split)
-        return corpus.split_documents(read(data.tfds_train_split), data.eval_fraction)
-    raise ValueError(f"unknown data.source {data.source!r}; use 'stdlib', 'files', 'tfds' or "
-                     "'tfrecords'")
-
-
-def load_tokenizer(data: ml_collections.ConfigDict, workdir: str, documents) -> FullTokenizer:
-    """``data.vocab_file``, else the workdir's vocab.txt, trained from the corpus if absent."""
-    path = os.path.join(workdir, "vocab.txt")
-    if data.vocab_file:
-        tokenizer = FullTokenizer(data.vocab_file, data.do_lower_case)  # checks the file
-        _keep_vocab_copy(data.vocab_file, path)
-        return tokenizer
-    if not tf.io.gfile.exists(path):
-        checkpoints = os.path.join(workdir, "checkpoints")
-        if tf.io.gfile.exists(checkpoints) and tf.io.gfile.listdir(checkpoints):
-            raise FileNotFoundError(
-                f"workdir {workdir} has checkpoints but no vocab.txt: put the run's vocab "
-                "back (or set data.vocab_file to it), or use a new --workdir")
-        if documents is None:
-            raise ValueError("data.source='tfrecords' needs data.vocab_file (the vocab the "
-                             "TFRecords were written with)")
-        log.info("training a WordPiece vocab of up to %d tokens", data.vocab_size)
-        vocab = train_vocab((s for d in documents for s in d.sentences), data.vocab_size,
-                            do_lower_case=data.do_lower_case,
-                            learn_params={"lower_thresh": 2})
-        tf.io.gfile.makedirs(workdir)
-        write_vocab(path, vocab)
-    return FullTokenizer(path, data.do_lower_case)
-
-
-def _keep_vocab_copy(vocab_file: str, path: str) -> None:
-    """A copy of the given vocab in the workdir, so the workdir alone is a usable checkpoint
-    (fine-tuning's init_checkpoint reads it); a different vocab already there is an error."""
-    with tf.io.gfile.GFile(vocab_file) as f:
-        vocab = f.read()
-    if tf.io.gfile.exists(path):
-        with tf.io.gfile.GFile(path) as f:
-            if f.read() != vocab:
-                raise ValueError(f"data.vocab_file {vocab_file} differs from {path}, the vocab "
-                                 "this workdir was trained with: use that one, or a new --workdir")
-        return
-    if jax.process_index() == 0:
-        tf.io.gfile.makedirs(os.path.dirname(path))
-        with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-            f.write(vocab)
-        tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
-
-
 class PretrainingTask(Task):
     """Masked LM + next sentence prediction on ``BertForPreTraining``."""
 
     name = "bert_pretraining"
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+        from bert_jax import interop, warm_start
+        from bert_jax.pretraining import masking, pairs, pipeline, sources
+
         self.config, self.data = config, config.data
         train_docs, eval_docs = (None, None) if self.data.source == "tfrecords" else (
-            load_documents(self.data))
+            sources.load_documents(self.data))
         self._pretrained = None
         if config.init_checkpoint:
             self._pretrained = interop.load_pretrained(config.init_checkpoint)
             # Puts the checkpoint's vocab.txt in the workdir, where load_tokenizer finds it.
             warm_start.resolve_vocab(self._pretrained, self.data.vocab_file, workdir)
-        self.tokenizer = load_tokenizer(self.data, workdir, train_docs)
+        self.tokenizer = sources.load_tokenizer(self.data, workdir, train_docs)
         if self._pretrained:
             self.model_cfg = warm_start.model_config(self._pretrained, config.model)
             if self.tokenizer.vocab_size > self.model_cfg.vocab_size:
@@ -215,12 +151,16 @@ class PretrainingTask(Task):
         freshly initialised)."""
         if self._pretrained is None:
             return None
+        from bert_jax import warm_start
+
         params = warm_start.place(self._pretrained, params)
         self._pretrained = None  # the host copy is no longer needed
         return params
 
     # ---------------------------------------------------------------- data
     def train_batches(self, batch_size_per_host, start_batch, process_index, process_count):
+        from bert_jax.pretraining import pipeline
+
         common = dict(batch_size_per_host=batch_size_per_host, seed=self.config.seed,
                       process_index=process_index, process_count=process_count,
                       start_batch=start_batch)
@@ -232,6 +172,8 @@ class PretrainingTask(Task):
         return pipeline.train_batches(self._train_ids, self.spec, **common)
 
     def eval_batches(self, batch_size_per_host, process_index, process_count):
+        from bert_jax.pretraining import pipeline
+
         if self._eval_cache is None:
             seed = self.config.seed + EVAL_SEED_OFFSET
             if self.data.source == "tfrecords":  # every host reads all; split by record
