@@ -87,11 +87,11 @@ def datasheet_mfu(model_flops: float, step_s: float, dtype: Any) -> tuple[float 
     """MFU against the chips' datasheet peak (``device_peaks``) and the report line; the
     MFU is None, and the line says why, where the table has no number."""
     kind, chips = jax.devices()[0].device_kind, jax.device_count()
-    per_chip = device_peaks.datasheet_peak_flops(kind, dtype)
-    if per_chip is None:
+    peak = device_peaks.job_peak_flops(dtype)
+    if peak is None:
         return None, f"MFU (datasheet)   n/a: {device_peaks.why_unknown(kind, dtype)}"
-    mfu = model_flops / step_s / (per_chip * chips)
-    return mfu, (f"MFU (datasheet)   {100 * mfu:.1f}% of {chips} x {per_chip / 1e12:.1f} "
+    mfu = model_flops / step_s / peak
+    return mfu, (f"MFU (datasheet)   {100 * mfu:.1f}% of {chips} x {peak / chips / 1e12:.1f} "
                  f"TFLOP/s ({kind}, {jnp.dtype(dtype)})")
 
 

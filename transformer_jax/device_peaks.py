@@ -15,6 +15,7 @@ so no single datasheet number fits; those runs report the measured peak only.
 import re
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 # (regular expression searched in the lower-cased Device.device_kind, TFLOP/s). Word
@@ -43,6 +44,12 @@ def datasheet_peak_flops(device_kind: str, dtype: Any) -> float | None:
         if re.search(pattern, device_kind.lower()):
             return tflops * 1e12
     return None
+
+
+def job_peak_flops(dtype: Any) -> float | None:
+    """The datasheet peak of all of this job's devices together, or None where unknown."""
+    per_chip = datasheet_peak_flops(jax.devices()[0].device_kind, dtype)
+    return None if per_chip is None else per_chip * jax.device_count()
 
 
 def _tabulated_dtype(device_kind: str, dtype: Any) -> bool:

@@ -78,11 +78,11 @@ def peak_flops_for_mfu(tflops_per_device: float, compute_dtype: Any | None) -> f
     """The whole job's peak FLOP/s for the log's MFU: ``tflops_per_device`` when set (> 0),
     else the chips' datasheet peak for ``compute_dtype`` (``device_peaks``); 0 (no MFU) where
     neither is known, as on CPUs and in float32."""
-    per_device = tflops_per_device * 1e12
-    if per_device <= 0 and compute_dtype is not None:
-        per_device = device_peaks.datasheet_peak_flops(jax.devices()[0].device_kind,
-                                                       compute_dtype) or 0.0
-    return per_device * jax.device_count()
+    if tflops_per_device > 0:
+        return tflops_per_device * 1e12 * jax.device_count()
+    if compute_dtype is None:
+        return 0.0
+    return device_peaks.job_peak_flops(compute_dtype) or 0.0
 
 
 class Throughput:

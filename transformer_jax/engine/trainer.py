@@ -244,9 +244,8 @@ class Trainer:
             return self.evaluate(state)
         data = self.task.train_batches(cfg.batch_size // jax.process_count(), step,
                                        jax.process_index(), jax.process_count())
-        model_cfg = cfg.get("model") or {}
         peak_flops = metrics_lib.peak_flops_for_mfu(cfg.peak_tflops_per_device,
-                                                    model_cfg.get("dtype"))
+                                                    cfg.model.dtype)
         throughput = metrics_lib.Throughput(step, cfg.num_train_steps, peak_flops,
                                             started_at=self._started_at)
         pending, results = None, {}
