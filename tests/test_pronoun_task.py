@@ -7,7 +7,7 @@ import random
 import pytest
 
 from bert_jax.finetuning import pronoun_task, glue_data
-from bert_jax.finetuning.glue_data import Example
+from bert_jax.finetuning.examples import Example
 from transformer_jax.translation import demo_grammar as g
 
 SPLITS = ("train", "dev", "test")

@@ -17,7 +17,9 @@ import tensorflow as tf
 
 from bert_jax.finetuning import batching, glue_data, metrics, submission, topic_demo
 from bert_jax.finetuning.base import FinetuneTask
+from bert_jax.finetuning.examples import Example, featurize
 from bert_jax.finetuning.heads import BertForSequenceClassification
+from bert_jax.finetuning.table_data import read_table
 from transformer_jax.engine import losses
 
 log = logging.getLogger(__name__)
@@ -42,13 +44,13 @@ _OWN_TASKS = {"table": table_spec, "stdlib_topic": lambda data: topic_demo.task_
               "stdlib_same_module": lambda data: topic_demo.pair_task_spec()}
 
 
-def load_examples(data: ml_collections.ConfigDict, split: str) -> list[glue_data.Example]:
+def load_examples(data: ml_collections.ConfigDict, split: str) -> list[Example]:
     """``split`` of ``data.task`` from ``data.source``: demo | tfds | files (GLUE TSVs) |
     table (the user's own tsv/csv/jsonl: data.train_file, dev_file, test_file)."""
     if data.source == "table":
         path = {"train": data.train_file, "dev": data.dev_file, "test": data.test_file}[split]
         labelled = split != "test"  # test tables may lack the label column
-        return glue_data.read_table(
+        return read_table(
             path, data.text_a_column, data.text_b_column or None,
             data.label_column if labelled else None,
             None if data.regression or not labelled else [str(x) for x in data.label_list],
@@ -87,7 +89,7 @@ class ClassificationTask(FinetuneTask):
         self.num_labels = 1 if self.spec.regression else len(self.spec.labels)
         self.head_hparams = {"num_labels": self.num_labels, "task": self.spec.name}
         self.model = BertForSequenceClassification(self.model_cfg, self.num_labels)
-        read = lambda split: glue_data.featurize(  # noqa: E731
+        read = lambda split: featurize(  # noqa: E731
             load_examples(self.data, split), self.tokenizer, self.data.max_seq_length,
             regression=self.spec.regression)
         self.train, self.dev = read(self.data.train_split), read(self.data.eval_split)
@@ -122,8 +124,8 @@ class ClassificationTask(FinetuneTask):
             except FileNotFoundError as error:
                 log.warning("no %s split, no submission file for it: %s", split, error)
                 continue
-            arrays = glue_data.featurize(examples, self.tokenizer, self.data.max_seq_length,
-                                         regression=self.spec.regression)
+            arrays = featurize(examples, self.tokenizer, self.data.max_seq_length,
+                               regression=self.spec.regression)
             logits = self.predict(params, arrays, mesh)
             predictions = logits if self.spec.regression else logits.argmax(-1)
             if jax.process_index() != 0:

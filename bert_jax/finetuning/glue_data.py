@@ -1,12 +1,14 @@
-"""GLUE and the user's own sentence(-pair) data -> `Example`s -> BERT input arrays.
+"""GLUE -> `examples.Example`s, from the original TSVs or from TensorFlow Datasets.
 
-Three sources give the same `Example(guid, text_a, text_b, label, index)`:
+Two readers give the same `Example(guid, text_a, text_b, label, index)`:
 
   read_glue_tsv(task, split, data_dir)   the original GLUE distribution (download_glue_data.py),
                                          read as the original run_classifier.py does: csv with
                                          tabs and quoting=csv.QUOTE_NONE, columns by index
   read_glue_tfds(task, split, data_dir)  tfds.load("glue/<task>")
-  read_table(path, text_a_column, ...)   the user's .tsv / .csv (header row) or .jsonl
+
+(The user's own tables are read by `table_data.read_table`; `examples.featurize` turns any of
+them into BERT input arrays.)
 
 `label` is an index into `TaskSpec.labels` for classification, a float for regression (STS-B)
 and None for unlabeled test rows. The label order is TensorFlow Datasets' class order, so the
@@ -19,12 +21,6 @@ neutral), so a classifier head fine-tuned there must be permuted.
 Splits are named train / dev / test (MNLI: dev_matched, dev_mismatched, test_matched,
 test_mismatched; AX has only test). read_glue_tfds maps dev* to TFDS's validation*.
 
-`featurize` turns examples into fixed-length arrays (features.encode per example):
-
-  input_ids, input_mask, segment_ids  [N, L] int32
-  label_ids                           [N] int32 (-1 when unlabeled), float32 for regression
-  example_weights                     [N] float32, 1.0 (0.0 is left for padding examples)
-
 Bad input raises a one-line ValueError / FileNotFoundError naming the file, the line and the
 fix. The only rows ever skipped are blank lines and QQP's known-malformed rows (the real
 train.tsv has a few rows whose fields are split or merged by stray tabs and line breaks);
@@ -34,38 +30,21 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import io
-import json
 import logging
-import math
 import os
 import re
-from typing import Any, Iterable, Sequence
 
-import numpy as np
 import tensorflow as tf
 
-from bert_jax.finetuning import features
-from bert_jax.tokenization import FullTokenizer
+from bert_jax.finetuning.examples import Example, class_id, regression_target
 from transformer_jax import textfiles
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Example", "TsvFormat", "TaskSpec", "TASKS", "get_task", "read_glue_tsv",
-           "read_glue_tfds", "read_table", "featurize"]
+__all__ = ["TsvFormat", "TaskSpec", "TASKS", "get_task", "read_glue_tsv", "read_glue_tfds"]
 
 # Log at most this many line numbers of skipped rows.
 _MAX_LINES_LOGGED = 10
-
-
-@dataclasses.dataclass(frozen=True)
-class Example:
-    """One sentence or sentence pair with its label."""
-    guid: str                      # "<split>-<id>": unique within a split, for logs and errors
-    text_a: str
-    text_b: str | None
-    label: int | float | None      # class index, regression target, or None (unlabeled)
-    index: str | None = None       # the file's index/id column: a GLUE submission's `index`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,29 +181,6 @@ def get_task(task: str | TaskSpec) -> TaskSpec:
 
 
 # ---------------------------------------------------------------------------------------------
-# Labels
-# ---------------------------------------------------------------------------------------------
-
-
-def _class_id(value: str, labels: Sequence[str], where: str, fix: str) -> int:
-    try:
-        return list(labels).index(value)
-    except ValueError:
-        raise ValueError(f"{where}: label {value!r} is not one of {list(labels)}: {fix}") from None
-
-
-def _regression_target(value: Any, where: str) -> float:
-    try:
-        target = float(value)
-    except (TypeError, ValueError):
-        target = math.nan
-    if isinstance(value, bool) or not math.isfinite(target):
-        raise ValueError(f"{where}: regression label {value!r} is not a finite number: fix the "
-                         "value (or read the file as classification with a label_list).")
-    return target
-
-
-# ---------------------------------------------------------------------------------------------
 # The original GLUE TSVs
 # ---------------------------------------------------------------------------------------------
 
@@ -297,8 +253,8 @@ def read_glue_tsv(task: str | TaskSpec, split: str, data_dir: str) -> list[Examp
         label = None
         if fmt.label is not None:
             raw = fields[fmt.label]
-            label = (_regression_target(raw, where) if spec.regression else
-                     _class_id(raw, spec.labels, where,
+            label = (regression_target(raw, where) if spec.regression else
+                     class_id(raw, spec.labels, where,
                                f"fix the value or read it as another GLUE task than "
                                f"{spec.name}."))
         index = None if fmt.index is None else fields[fmt.index]
@@ -374,148 +330,3 @@ def read_glue_tfds(task: str | TaskSpec, split: str, data_dir: str | None = None
         raise ValueError(f"TFDS {name} split {split} is empty: check the split name.")
     log.info("Read %d examples from TFDS %s %s.", len(examples), name, split)
     return examples
-
-
-# ---------------------------------------------------------------------------------------------
-# The user's own tables
-# ---------------------------------------------------------------------------------------------
-
-
-def _table_rows(path: str, text: str) -> Iterable[tuple[int, dict[str, Any]]]:
-    """(line number, {column: value}) of a .tsv/.csv with a header row or a .jsonl file."""
-    extension = os.path.splitext(path)[1].lower()
-    if extension == ".jsonl":
-        blank = 0
-        for line_number, line in enumerate(textfiles.split_lines(text), start=1):
-            if not line.strip():
-                blank += 1
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path} line {line_number} is not valid JSON ({error.msg}): "
-                                 "write one JSON object per line.") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path} line {line_number} is a JSON "
-                                 f"{type(row).__name__}, not an object: write one "
-                                 '{"column": value, ...} object per line.')
-            yield line_number, row
-        if blank:
-            log.warning("%s: skipped %d blank lines.", path, blank)
-        return
-    if extension == ".tsv":
-        # As GLUE writes TSVs: tabs separate, no quoting (quotes are text), one row per line.
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t",
-                            quoting=csv.QUOTE_NONE)
-    elif extension == ".csv":
-        # RFC 4180 (what spreadsheets and pandas write): quoted fields may hold commas and
-        # line breaks.
-        reader = csv.reader(io.StringIO(text, newline=""))
-    else:
-        raise ValueError(f"{path}: unknown table format {extension!r}: use .tsv or .csv (with a "
-                         "header row) or .jsonl (one JSON object per line).")
-    header, blank = None, 0
-    try:
-        for fields in reader:
-            if not fields or fields == [""]:
-                blank += 1
-                continue
-            if header is None:
-                header = fields
-                continue
-            if len(fields) != len(header):
-                raise ValueError(
-                    f"{path} line {reader.line_num} has {len(fields)} fields, expected "
-                    f"{len(header)} as in its header: fix the separators or quoting of that "
-                    "row.")
-            yield reader.line_num, dict(zip(header, fields))
-    except csv.Error as error:
-        raise ValueError(f"{path} line {reader.line_num}: {error}: fix the quoting of that "
-                         "row.") from None
-    if blank:
-        log.warning("%s: skipped %d blank lines.", path, blank)
-
-
-def read_table(path: str, text_a_column: str, text_b_column: str | None = None,
-               label_column: str | None = None, label_list: Sequence[str] | None = None,
-               regression: bool = False) -> list[Example]:
-    """Examples from the user's own .tsv/.csv (header row naming the columns) or .jsonl.
-
-    Classification needs `label_list`: label ids are positions in it, so train, dev and test
-    agree (values are compared as strings, so a JSON 1 matches "1"). regression=True reads
-    labels as floats. Without `label_column` every label is None (data to predict).
-    """
-    if label_column is not None and not regression and label_list is None:
-        raise ValueError(f"{path}: label_column={label_column!r} needs label_list=[...] (the "
-                         "classes in a fixed order) or regression=True.")
-    if regression and label_list is not None:
-        raise ValueError("pass either label_list (classification) or regression=True, not both.")
-    text = textfiles.read_utf8(path, "data file")
-    if not text.strip():
-        raise ValueError(f"data file {path} is empty: it needs a header row and one row per "
-                         "example (or one JSON object per line).")
-    label_strings = None if label_list is None else [str(label) for label in label_list]
-    columns = {"text_a_column": text_a_column, "text_b_column": text_b_column,
-               "label_column": label_column}
-    columns = {arg: name for arg, name in columns.items() if name is not None}
-    stem = os.path.basename(path)
-    examples = []
-    for line_number, row in _table_rows(path, text):
-        where = f"{path} line {line_number}"
-        absent = {arg: name for arg, name in columns.items() if name not in row}
-        if absent:
-            what = "header" if not path.lower().endswith(".jsonl") else "object"
-            raise ValueError(f"{where}: no column {' '.join(map(repr, absent.values()))} (the "
-                             f"{what} has {list(row)}): fix {', '.join(absent)}.")
-        texts = []
-        for name in (text_a_column, text_b_column):
-            value = None if name is None else row[name]
-            if name is not None and not isinstance(value, str):
-                raise ValueError(f"{where}: column {name!r} is {value!r}, not text: write a "
-                                 "string.")
-            texts.append(value)
-        label = None
-        if label_column is not None:
-            value = row[label_column]
-            if regression:
-                label = _regression_target(value, where)
-            else:
-                value = value if isinstance(value, str) else json.dumps(value)
-                label = _class_id(value, label_strings, where,
-                                  "fix the value or add it to label_list.")
-        examples.append(Example(f"{stem}-{len(examples)}", texts[0], texts[1], label))
-    if not examples:
-        raise ValueError(f"data file {path} has no examples, only a header: add rows.")
-    log.info("Read %d examples from %s.", len(examples), path)
-    return examples
-
-
-# ---------------------------------------------------------------------------------------------
-# Examples -> arrays
-# ---------------------------------------------------------------------------------------------
-
-
-def featurize(examples: Sequence[Example], tokenizer: FullTokenizer, max_seq_length: int, *,
-              regression: bool | None = None) -> dict[str, np.ndarray]:
-    """Examples -> [N, L] BERT inputs plus label_ids and example_weights (see module doc).
-
-    regression=None infers it from the labels (any float label -> regression). Unlabeled
-    examples get label_ids -1 (-1.0 for regression).
-    """
-    if regression is None:
-        regression = any(isinstance(e.label, float) for e in examples)
-    encoded = [features.encode(tokenizer, e.text_a, e.text_b, max_seq_length) for e in examples]
-    arrays = {key: (np.stack([x[key] for x in encoded]) if encoded
-                    else np.zeros((0, max_seq_length), np.int32))
-              for key in ("input_ids", "input_mask", "segment_ids")}
-    labels = [-1 if e.label is None else e.label for e in examples]
-    if regression:
-        arrays["label_ids"] = np.asarray(labels, np.float32).reshape(len(examples))
-    else:
-        bad = next((e for e in examples if isinstance(e.label, float)), None)
-        if bad is not None:
-            raise ValueError(f"example {bad.guid} has the float label {bad.label} but "
-                             "regression=False: pass regression=True.")
-        arrays["label_ids"] = np.asarray(labels, np.int32).reshape(len(examples))
-    arrays["example_weights"] = np.ones(len(examples), np.float32)
-    return arrays

@@ -50,7 +50,8 @@ import os
 import random
 from typing import Sequence
 
-from bert_jax.finetuning.glue_data import Example, get_task
+from bert_jax.finetuning.examples import Example
+from bert_jax.finetuning.glue_data import get_task
 from transformer_jax.translation import demo_corpus
 from transformer_jax.translation import demo_grammar as g
 

@@ -19,7 +19,8 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from bert_jax.finetuning.glue_data import Example, TaskSpec, get_task
+from bert_jax.finetuning.examples import Example
+from bert_jax.finetuning.glue_data import TaskSpec, get_task
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,8 @@ import functools
 import hashlib
 import random
 
-from bert_jax.finetuning.glue_data import Example, TaskSpec
+from bert_jax.finetuning.examples import Example
+from bert_jax.finetuning.glue_data import TaskSpec
 from bert_jax.pretraining import corpus
 
 __all__ = ["CLASSES", "PACKAGES", "SPLIT_SIZES", "MIN_WORDS", "task_spec", "demo_examples",
