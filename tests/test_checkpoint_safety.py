@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 
 import run_helpers
-import test_trainer
-from test_trainer import captured_warnings, make_config, run
+import trainer_helpers
+from trainer_helpers import captured_warnings, make_config, run
 from transformer_jax.engine import checkpoint as ckpt
 from transformer_jax.engine.trainer import Trainer
 from transformer_jax.translation.task import TranslationTask
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The engine tests' fixture: the tiny translation corpus.
-corpus = test_trainer.corpus
+corpus = trainer_helpers.corpus
 
 
 def truncate_data_files(directory, size: int = 100) -> None:

@@ -9,15 +9,15 @@ import flax.linen as nn
 import jax
 import pytest
 
-import test_trainer
-from test_trainer import make_config
+import trainer_helpers
+from trainer_helpers import make_config
 from transformer_jax.engine import memory
 from transformer_jax.engine import sharding as sharding_lib
 from transformer_jax.engine.trainer import Trainer
 from transformer_jax.translation.task import TranslationTask
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-corpus = test_trainer.corpus  # the engine tests' tiny translation corpus (a fixture)
+corpus = trainer_helpers.corpus  # the engine tests' tiny translation corpus (a fixture)
 
 
 @pytest.mark.parametrize("preset", ["dp", "fsdp_tp"])

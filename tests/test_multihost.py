@@ -22,7 +22,7 @@ import pytest
 import run_helpers
 from configs import transformer_demo
 from test_bert_pretraining import WORDS, write_corpus
-from test_trainer import word_pairs, write_lines
+from trainer_helpers import word_pairs, write_lines
 from transformer_jax.engine.trainer import Trainer
 from transformer_jax.translation.task import TranslationTask
 from transformer_jax.translation.tokenizer import train_sentencepiece

@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 
 import run_helpers
-import test_trainer
+import trainer_helpers
 from bert_jax.heads import BertForPreTraining
 from bert_jax.model import BertConfig
-from test_trainer import make_config, run
+from trainer_helpers import make_config, run
 from transformer_jax import stacking
 from transformer_jax.model import Transformer, TransformerConfig
 
-corpus = test_trainer.corpus  # the engine tests' tiny translation corpus (a fixture)
-REPO = test_trainer.REPO
+corpus = trainer_helpers.corpus  # the engine tests' tiny translation corpus (a fixture)
+REPO = trainer_helpers.REPO
 
 CFG = TransformerConfig(vocab_size=41, d_model=32, num_heads=4, d_ff=37, num_encoder_layers=2,
                         num_decoder_layers=3, max_len=16, dropout_rate=0.0)
@@ -114,8 +114,9 @@ def test_checkpoint_converts_both_ways_and_training_resumes_scanned(corpus, tmp_
     # Back to unscanned: the step-3 params are exactly what they were.
     again = _convert(tmp_path / "scanned" / "checkpoints", tmp_path / "back", "unscanned")
     assert again.returncode == 0, again.stderr[-3000:]
-    run_helpers.assert_trees_equal(test_trainer.saved_params(str(tmp_path / "back"), trainer),
-                                   test_trainer.saved_params(str(plain), trainer))
+    saved_params = trainer_helpers.saved_params
+    run_helpers.assert_trees_equal(saved_params(str(tmp_path / "back"), trainer),
+                                   saved_params(str(plain), trainer))
     refused = _convert(tmp_path / "back", tmp_path / "back2", "unscanned")
     assert refused.returncode == 1 and "is already unscanned" in refused.stderr
     # The layout is part of the resume check: the unscanned config is refused there.
