@@ -6,18 +6,30 @@
 #   launch/gpu_bench.sh --dry-run  # print the four commands
 #
 # Batches are the BERT paper's 256 at 128 tokens, and 32k-64k tokens at 512; pass BATCHES
-# ("b128_base b128_large b512_base b512_large") to fit another memory size.
+# ("b128_base b128_large b512_base b512_large") to fit another memory size. A run that fails
+# (out of memory, say) does not stop the others: the failed ones are listed at the end and
+# the script exits 1. JAX may take 95% of a GPU's memory (XLA_PYTHON_CLIENT_MEM_FRACTION,
+# default 75%), as nothing else shares the device during a benchmark.
 set -euo pipefail
 dry_run=0
 if [[ "${1:-}" == "--dry-run" ]]; then dry_run=1; shift; fi
+export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.95}"
 read -r b128_base b128_large b512_base b512_large <<< "${BATCHES:-256 256 128 64}"
 runs=("size=base $b128_base" "size=large $b128_large"
       "size=base,phase=2 $b512_base" "size=large,phase=2 $b512_large")
+failed=()
 for run in "${runs[@]}"; do
   read -r variant batch <<< "$run"
   # The measured peak from 8192-sided matmuls: 2048 ones run below a GPU's best rate.
   cmd=(python3 -m bert_jax.bench "--config=configs/bert_pretrain.py:$variant"
        --config.model.dtype=bfloat16 "--batch_size=$batch" --compare_hf=no
        --steps=10 --warmup=3 --peak_size=8192)
-  if (( dry_run )); then printf '%q ' "${cmd[@]}"; echo; else "${cmd[@]}"; fi
+  if (( dry_run )); then printf '%q ' "${cmd[@]}"; echo; continue; fi
+  echo "=== $variant, batch $batch"
+  "${cmd[@]}" || failed+=("$variant batch $batch (exit $?)")
 done
+if (( ${#failed[@]} )); then
+  printf 'gpu_bench: failed: %s\n' "${failed[@]}" >&2
+  echo "gpu_bench: lower BATCHES for an out-of-memory run (see the top of this script)." >&2
+  exit 1
+fi

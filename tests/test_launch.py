@@ -221,3 +221,18 @@ def test_gpu_bench_runs_four_bf16_benches_that_parse(sh):
                       ["large", "128", "bfloat16", "5", "no", "8192"],
                       ["base", "512", "bfloat16", "3", "no", "8192"],
                       ["large", "512", "bfloat16", "1", "no", "8192"]]
+
+
+def test_gpu_bench_runs_every_bench_when_one_fails_and_then_exits_1(sh, tmp_path):
+    """An out-of-memory run (large at 128 here) does not cost the runs after it; the
+    failures are named at the end, with the exit code, and the script fails."""
+    log = tmp_path / "argvs"
+    write_exe(tmp_path / "fake" / "python3",
+              f'echo "$XLA_PYTHON_CLIENT_MEM_FRACTION $*" >> "{log}"\n'
+              'case "$*" in *"size=large --"*) exit 3;; esac\n')
+    result = sh(os.path.join(REPO, "launch", "gpu_bench.sh"), path_first=str(tmp_path / "fake"),
+                BATCHES="7 5 3 1")
+    assert result.returncode == 1
+    ran = log.read_text().splitlines()
+    assert len(ran) == 4 and all(line.startswith("0.95 -m bert_jax.bench") for line in ran)
+    assert result.stderr.splitlines()[0] == "gpu_bench: failed: size=large batch 5 (exit 3)"
