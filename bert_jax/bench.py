@@ -112,6 +112,7 @@ def _print_ours(results: dict[str, float], cfg, batch_size: int, length: int,
     print(f"MFU               {100 * results['mfu']:.1f}% (of the measured peak)")
     print(datasheet_line)
     print(f"host memory peak  {results['host_peak_bytes'] / 2**30:.2f} GiB (resident, ours)")
+    print(benchmarking.device_memory_line(results['device_peak_bytes']))
 
 
 class _HuggingFaceTimer:

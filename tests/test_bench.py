@@ -14,6 +14,7 @@ from bert_jax import flops as bert_flops
 from bert_jax.model import BertConfig
 from configs import bert_pretrain, transformer_wmt
 from transformer_jax import bench as transformer_bench
+from transformer_jax import benchmarking
 from transformer_jax import device_peaks
 
 
@@ -64,6 +65,9 @@ def test_bert_bench_reports_consistent_numbers(capsys):
     # ru_maxrss is read in the right unit: the test process's peak is MBs, not KBs or TBs.
     machine = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     assert 50 * 2**20 < results["host_peak_bytes"] < machine
+    # The CPU backend keeps no allocator statistics: said, not printed as 0.
+    assert results["device_peak_bytes"] is None
+    assert "device memory     n/a: cpu keeps no allocator statistics" in out
     if importlib.util.find_spec("torch") is None:
         assert "Hugging Face      not timed" in out and "speedup_vs_hf" not in results
     else:
@@ -139,3 +143,29 @@ def test_bert_bench_runs_without_tensorflow():
         cwd=repo, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "batch 8 x seq 23" in result.stdout and "MFU (datasheet)" in result.stdout
+
+
+def test_device_memory_is_the_fullest_devices_peak(monkeypatch):
+    """As on 3 GPUs: the peak of the fullest device, with its limit; any device without
+    statistics (or without a peak in them) makes the whole reading n/a."""
+    class Device:
+        def __init__(self, stats):
+            self.stats = stats
+
+        def memory_stats(self):
+            return self.stats
+
+    gib = 2**30
+    gpus = [Device({"peak_bytes_in_use": 3 * gib, "bytes_limit": 75 * gib}),
+            Device({"peak_bytes_in_use": 5 * gib, "bytes_limit": 76 * gib}),
+            Device({"peak_bytes_in_use": 4 * gib, "bytes_limit": 77 * gib})]
+    monkeypatch.setattr(benchmarking.jax, "local_devices", lambda: gpus)
+    peak = benchmarking.device_peak_memory_bytes()
+    assert peak == (5 * gib, 76 * gib)
+    assert benchmarking.device_memory_line(peak) == (
+        "device memory     5.00 GiB peak, fullest device of the 76.0 GiB JAX may use")
+    assert benchmarking.device_memory_line((gib, 0)).endswith("1.00 GiB peak, fullest device")
+    for missing in (None, {"bytes_in_use": gib}):
+        monkeypatch.setattr(benchmarking.jax, "local_devices",
+                            lambda: gpus + [Device(missing)])
+        assert benchmarking.device_peak_memory_bytes() is None

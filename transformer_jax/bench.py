@@ -95,6 +95,7 @@ def print_results(r: dict[str, float], cfg, batch_size, source_length, target_le
     print(f"MFU               {100 * r['mfu']:.1f}% (of the measured peak)")
     print(datasheet_line)
     print(f"host memory peak  {r['host_peak_bytes'] / 2**30:.2f} GiB (resident)")
+    print(benchmarking.device_memory_line(r['device_peak_bytes']))
 
 
 def define_flags() -> None:

@@ -98,7 +98,8 @@ def datasheet_mfu(model_flops: float, step_s: float, dtype: Any) -> tuple[float 
 def benchmark_train_step(trainer, batch: dict[str, np.ndarray], steps: int, warmup: int,
                          between: Callable[[int], None] | None = None) -> dict[str, float]:
     """Compile time, then median step time of the trainer's jitted train step, and the
-    process's peak host memory so far (the step's temporaries live there on CPU).
+    process's peak host memory so far (the step's temporaries live there on CPU) and peak
+    device memory (GPU, TPU; None on CPU).
 
     ``between(steps_done)`` (optional) runs once after the first half of the timed steps
     (never before the first): a comparison timed there and again after this returns
@@ -133,13 +134,35 @@ def benchmark_train_step(trainer, batch: dict[str, np.ndarray], steps: int, warm
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return {"compile_s": compile_s, "step_s": statistics.median(times),
             "xla_flops": float((cost or {}).get("flops", 0.0)),
-            "host_peak_bytes": peak_host_memory_bytes()}
+            "host_peak_bytes": peak_host_memory_bytes(),
+            "device_peak_bytes": device_peak_memory_bytes()}
 
 
 def peak_host_memory_bytes() -> int:
     """The process's peak resident memory (ru_maxrss: KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
+
+
+def device_peak_memory_bytes() -> tuple[int, int] | None:
+    """(peak bytes in use, bytes limit) of this process's fullest device, from the
+    allocator's statistics; None where the backend keeps none (CPU: its buffers are host
+    memory, counted by ``peak_host_memory_bytes``)."""
+    stats = [device.memory_stats() for device in jax.local_devices()]
+    if not stats or any(not s or "peak_bytes_in_use" not in s for s in stats):
+        return None
+    fullest = max(stats, key=lambda s: s["peak_bytes_in_use"])
+    return fullest["peak_bytes_in_use"], fullest.get("bytes_limit", 0)
+
+
+def device_memory_line(peak: tuple[int, int] | None) -> str:
+    """The benches' line for ``device_peak_memory_bytes()``."""
+    if peak is None:
+        return (f"device memory     n/a: {jax.devices()[0].platform} keeps no allocator "
+                "statistics (its buffers are the host memory above)")
+    used, limit = peak
+    of_limit = f" of the {limit / 2**30:.1f} GiB JAX may use" if limit else ""
+    return f"device memory     {used / 2**30:.2f} GiB peak, fullest device{of_limit}"
 
 
 def define_common_flags(config_help: str, default_batch_size: int) -> None:
