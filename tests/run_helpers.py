@@ -1,5 +1,5 @@
-"""Helpers for tests that run the Trainer: losses read back from TensorBoard event files,
-checkpoint listings, and a simulated preemption.
+"""Helpers for tests that run the Trainer: dotted config overrides, losses read back from
+TensorBoard event files, checkpoint listings, and a simulated preemption.
 
 Import as ``import run_helpers`` (pytest puts ``tests/`` on ``sys.path``).
 """
@@ -11,6 +11,16 @@ import numpy as np
 import tensorflow as tf
 
 from transformer_jax.engine import checkpoint as ckpt
+
+
+def override(config, overrides: dict) -> None:
+    """Sets dotted keys in place ({"optimizer.warmup_steps": 2}), as --config.KEY=VALUE does."""
+    for key, value in overrides.items():
+        *parents, name = key.split(".")
+        target = config
+        for parent in parents:
+            target = target[parent]
+        target[name] = value
 
 
 def event_files(workdir: str) -> set[str]:

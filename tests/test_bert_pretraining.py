@@ -64,12 +64,7 @@ def make_config(corpus: str, **overrides):
                   eval_every=STEPS, checkpoint_every=3, keep_checkpoints=5,
                   async_checkpoints=False))
     c.optimizer.warmup_steps = 2
-    for key, value in overrides.items():
-        target = c
-        *parents, name = key.split(".")
-        for parent in parents:
-            target = target[parent]
-        target[name] = value
+    run_helpers.override(c, overrides)
     return c
 
 

@@ -196,12 +196,7 @@ def test_transformer_two_processes_match_one_with_the_same_global_batches(
     out = finish(launch(2, 4, TRANSFORMER, tmp_path / "two", flags))
     assert "final:" in out, out[-3000:]
     config = transformer_demo.get_config()
-    for key, value in translation_overrides.items():
-        *parents, name = key.split(".")
-        target = config
-        for parent in parents:
-            target = target[parent]
-        target[name] = value
+    run_helpers.override(config, translation_overrides)
     workdir = str(tmp_path / "one")
     Trainer(config, workdir, SameGlobalBatches(TranslationTask(config, workdir), 2)).run()
     two = run_helpers.losses(str(tmp_path / "two"))

@@ -22,7 +22,7 @@ from transformer_jax.engine.trainer import Trainer
 from transformer_jax.translation.task import TranslationTask
 from transformer_jax.translation.tokenizer import train_sentencepiece
 
-from run_helpers import host
+from run_helpers import host, override
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 6
@@ -81,12 +81,7 @@ def make_config(corpus, preset: str = "dp", **overrides):
     c.optimizer.warmup_steps = 10
     c.sharding.preset = preset
     c.sharding.mesh.update(MESHES[preset])
-    for key, value in overrides.items():
-        target = c
-        *parents, leaf = key.split(".")
-        for parent in parents:
-            target = target[parent]
-        target[leaf] = value
+    override(c, overrides)
     return c
 
 
