@@ -6,7 +6,6 @@ Sizes are odd: hidden 32 (4 heads x 8), intermediate 37, 2 layers, sequence leng
 5 predictions per sequence. The corpus is written by the tests in the original format.
 """
 import os
-import random
 import re
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ import pytest
 
 import bert_fixtures
 import run_helpers
+from bert_data_helpers import write_corpus
 from bert_jax import interop
 from bert_jax.pretraining.task import PretrainingTask
 from configs import bert_pretrain
@@ -27,21 +27,6 @@ from transformer_jax.engine.trainer import Trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 6
-WORDS = ("the a cat dog house tree river stone runs sees walks likes big small red green "
-         "quickly slowly under over near far").split()
-
-
-def write_corpus(path: str, num_documents: int = 24, seed: int = 0) -> str:
-    """One sentence per line, a blank line between documents (BERT's original format)."""
-    rng = random.Random(seed)
-    documents = []
-    for _ in range(num_documents):
-        sentences = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 8))) + " ."
-                     for _ in range(rng.randint(3, 7))]
-        documents.append("\n".join(sentences))
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n\n".join(documents) + "\n")
-    return path
 
 
 @pytest.fixture(scope="module")

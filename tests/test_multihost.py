@@ -21,7 +21,7 @@ import pytest
 
 import run_helpers
 from configs import transformer_demo
-from test_bert_pretraining import WORDS, write_corpus
+from bert_data_helpers import WORDS, write_corpus
 from trainer_helpers import word_pairs, write_lines
 from transformer_jax.engine.trainer import Trainer
 from transformer_jax.translation.task import TranslationTask
