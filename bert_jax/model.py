@@ -54,6 +54,9 @@ class BertConfig(HyperParams):
     intermediate_size: int = 3072          # feed-forward width (4D in the released models)
     hidden_dropout: float = 0.1            # embeddings, residual branches
     attention_dropout: float = 0.1         # on attention probabilities
+    # einsum | xla | cudnn (transformer_jax/attention.py); the fused ones read padding as
+    # lengths, so input_mask must be right-padded (as BERT's inputs always are).
+    attention_implementation: str = "einsum"
     max_position_embeddings: int = 512     # rows of the learned position table P
     type_vocab_size: int = 2               # segment (sentence A/B) vocabulary T
     layer_norm_eps: float = 1e-12
@@ -70,6 +73,8 @@ class BertConfig(HyperParams):
         if self.num_layers < 0:
             raise ValueError(f"num_layers={self.num_layers} must be >= 0")
         self._check_dtypes()
+        attention.check_implementation(self.attention_implementation, self.attention_dropout,
+                                       self.dtype, dropout_field="attention_dropout")
 
     @classmethod
     def from_size(cls, size: str, **overrides) -> "BertConfig":
@@ -85,6 +90,7 @@ class BertConfig(HyperParams):
             d_ff=self.intermediate_size, num_encoder_layers=self.num_layers,
             num_decoder_layers=0, dropout_rate=self.hidden_dropout,
             attention_dropout_rate=self.attention_dropout,
+            attention_implementation=self.attention_implementation,
             max_len=self.max_position_embeddings, pre_layer_norm=False, activation="gelu",
             attention_bias=True, layer_norm_epsilon=self.layer_norm_eps,
             dtype=self.dtype, param_dtype=self.param_dtype, remat=self.remat,
@@ -171,20 +177,29 @@ class BertEncoder(nn.Module):
             segment_ids = jnp.zeros_like(input_ids)
         x = self.embed(input_ids, segment_ids, deterministic)  # [B, L, D]
         self.sow("intermediates", "embedding_output", x)
-        # Padding (input_mask == 0) is never attended to; padded queries are ignored too.
-        mask = attention.padding_mask(input_mask, input_mask, pad_id=0)  # [B, 1, L, L]
+        mask, key_lengths = self._padding(input_mask)
         if output_positions is None:
-            sequence_output = self.encoder(x, mask, deterministic)  # [B, L, D]
+            sequence_output = self.encoder(x, mask, deterministic,
+                                           key_lengths=key_lengths)  # [B, L, D]
             cls = sequence_output[:, 0]  # [B, D]: the [CLS] position
         else:
             cls_position = jnp.zeros_like(output_positions[:, :1])  # [B, 1]
             rows = jnp.concatenate([cls_position, output_positions], axis=1)  # [B, 1 + P]
-            gathered = self.encoder(x, mask, deterministic, rows)  # [B, 1 + P, D]
+            gathered = self.encoder(x, mask, deterministic, rows,
+                                    key_lengths=key_lengths)  # [B, 1 + P, D]
             cls, sequence_output = gathered[:, 0], gathered[:, 1:]  # [B, D], [B, P, D]
         sequence_output = constrain(sequence_output, ACT_AXES)
         pooled_output = jnp.tanh(self.pooler(cls))  # [B, D]
         pooled_output = constrain(pooled_output, ("act_batch", "act_embed"))
         return sequence_output, pooled_output
+
+    def _padding(self, input_mask: Array) -> tuple[Array | None, Array | None]:
+        """input_mask [B, L] -> (mask [B, 1, L, L], None) for the einsum core, whose padding
+        is a mask; (None, lengths [B]) for the fused kernels, which read right padding as
+        lengths. Either way padding is never attended to."""
+        if self.config.attention_implementation == "einsum":
+            return attention.padding_mask(input_mask, input_mask, pad_id=0), None
+        return None, jnp.sum(input_mask != 0, axis=-1, dtype=jnp.int32)
 
     def attend(self, x: Array) -> Array:
         """Tied output layer: x [B, P, D] -> logits [B, P, V] float32 (x @ E^T)."""

@@ -23,8 +23,8 @@ from transformer_jax import stacking
 log = logging.getLogger(__name__)
 
 # Run settings that may differ from the checkpoint's: they leave the weights' meaning intact.
-RUN_FIELDS = ("hidden_dropout", "attention_dropout", "dtype", "param_dtype", "remat",
-              "scan_layers")
+RUN_FIELDS = ("hidden_dropout", "attention_dropout", "attention_implementation", "dtype",
+              "param_dtype", "remat", "scan_layers")
 
 
 def model_config(pretrained: interop.Pretrained,

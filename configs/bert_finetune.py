@@ -76,6 +76,7 @@ def finetune_base() -> ml_collections.ConfigDict:
     c = common.engine_config()
     c.kind = "finetune"            # read by bert_jax.main: pretraining or fine-tuning
     c.model = ml_collections.ConfigDict(dict(hidden_dropout=0.1, attention_dropout=0.1,
+                                             attention_implementation="einsum",
                                              remat="none", scan_layers=False,
                                              dtype="float32", param_dtype="float32"))
     c.init_checkpoint = ""         # required: TF / Hugging Face / pretraining workdir

@@ -40,6 +40,7 @@ def model_config(size: str) -> ml_collections.ConfigDict:
         m[name] = config_dict.placeholder(kind)
     m.hidden_dropout = 0.1
     m.attention_dropout = 0.1
+    m.attention_implementation = "einsum"  # xla | cudnn: fused, need attention_dropout=0
     m.dtype = "float32"            # "bfloat16" on TPU/GPU: compute dtype, params stay fp32
     m.param_dtype = "float32"
     m.remat = "none"               # none | full | dots | dots_no_batch: memory for compute

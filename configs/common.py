@@ -87,6 +87,7 @@ def model_config(size: str) -> ml_collections.ConfigDict:
         d_model=512, num_heads=8, head_dim=config_dict.placeholder(int), d_ff=2048,
         num_encoder_layers=6, num_decoder_layers=6, dropout_rate=0.1,
         attention_dropout_rate=0.0, max_len=512,
+        attention_implementation="einsum",  # xla | cudnn (transformer_jax/attention.py)
         share_embeddings=True, tie_output=True, pre_layer_norm=False, activation="relu",
         attention_bias=False, layer_norm_epsilon=1e-6, dtype="float32",
         param_dtype="float32",

@@ -3,6 +3,7 @@
 One module-scoped workdir: a 1+1-layer model (d_model 32, 4 heads, d_ff 37) trained for 8
 steps on a 48-pair TSV, with checkpoints at steps 2, 4, 6 and 8.
 """
+import dataclasses
 import os
 import struct
 import subprocess
@@ -221,6 +222,19 @@ def test_attention_maps_are_row_stochastic_and_causal(loaded):
     decoder = maps["decoder_self_attention"]
     assert np.all(np.triu(decoder, k=1) == 0)  # no query sees a later position
     np.testing.assert_allclose(decoder[:, :, 0, 0], 1.0)  # BOS can only see itself
+
+
+def test_attention_maps_of_a_fused_attention_model_are_the_einsum_cores(loaded):
+    """A model configured for the xla core (which keeps no weights) is drawn with the einsum
+    core on the same params: the same maps."""
+    model, params, tokenizer, _ = loaded
+    fused = model.clone(config=dataclasses.replace(model.config,
+                                                   attention_implementation="xla"))
+    pair = ("Tom chases Jerry.", "Tom jagt Jerry.")
+    maps = visualize.attention_maps(fused, params, tokenizer, *pair)
+    reference = visualize.attention_maps(model, params, tokenizer, *pair)
+    for kind in visualize.KINDS:
+        np.testing.assert_array_equal(maps[kind], reference[kind])
 
 
 def test_visualize_writes_readable_pngs(workdir, tmp_path):

@@ -4,7 +4,17 @@ Legend: B batch, L query length, S key length, N heads, H head dim, D model dim.
 
 Masks are boolean ``[B, 1, L, S]`` (True = may attend) built with flax's own helpers and
 combined by logical AND; inside the softmax, masked fp32 scores are replaced by the most
-negative float so they get exactly zero weight.
+negative float so they get exactly zero weight. Right padding may instead come as per-example
+key lengths ``[B]``, the form fused kernels read.
+
+Implementations of the attention core (``IMPLEMENTATIONS``):
+  einsum  this module's: two einsums and a float32 softmax. Dropout on the attention
+          weights, which it sows for visualisation. The default, and the paper's model.
+  xla     ``jax.nn.dot_product_attention`` lowered by XLA: the same numbers, no dropout.
+  cudnn   the same function's cuDNN flash-attention kernel (NVIDIA GPUs, bf16/fp16): the
+          [B, N, L, S] weights never reach memory, which is what long sequences need on a
+          GPU. No dropout on the weights (jax's kernel takes a fixed seed, so the mask would
+          repeat every step): pretrain with attention dropout 0, as MosaicBERT does.
 """
 
 import flax.linen as nn
@@ -33,6 +43,29 @@ def causal_mask(tokens: Array) -> Array:
 def combine_masks(*masks: Array | None) -> Array | None:
     """Logical AND of the masks that are not None."""
     return nn.combine_masks(*masks)
+
+
+IMPLEMENTATIONS = ("einsum", "xla", "cudnn")
+
+
+def check_implementation(implementation: str, attention_dropout: float, dtype: str,
+                         dropout_field: str = "attention_dropout_rate") -> None:
+    """Refuses a config the chosen attention core cannot run (one line naming the fix)."""
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"attention_implementation={implementation!r}; use one of "
+                         f"{list(IMPLEMENTATIONS)}")
+    if implementation != "einsum" and attention_dropout > 0:
+        raise ValueError(f"attention_implementation={implementation!r} has no dropout on "
+                         f"attention weights but {dropout_field}={attention_dropout}; set "
+                         f"{dropout_field}=0 or use attention_implementation='einsum'")
+    if implementation == "cudnn" and dtype not in ("bfloat16", "float16"):
+        raise ValueError(f"attention_implementation='cudnn' needs dtype bfloat16 or float16, "
+                         f"not {dtype!r}; set dtype=bfloat16 or use 'xla'")
+
+
+def length_mask(key_lengths: Array, key_length: int) -> Array:
+    """int [B] real lengths -> bool [B, 1, 1, S]: keys at positions < length."""
+    return (jnp.arange(key_length) < key_lengths[:, None])[:, None, None, :]
 
 
 def attention_weights(query: Array, key: Array, mask: Array | None) -> Array:
@@ -70,6 +103,7 @@ class MultiHeadAttention(nn.Module):
     dropout_rate: float = 0.0
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    implementation: str = "einsum"   # see IMPLEMENTATIONS
 
     def _param(self, name: str, shape: tuple[int, ...], axes: tuple[str, ...],
                in_axis, out_axis) -> Array:
@@ -103,8 +137,12 @@ class MultiHeadAttention(nn.Module):
 
     @nn.compact
     def __call__(self, inputs_q: Array, inputs_kv: Array, mask: Array | None, *,
-                 deterministic: bool, decode: bool = False) -> Array:
-        """inputs_q [B, L, D], inputs_kv [B, S, D], mask [B, 1, L, S] -> [B, L, D]."""
+                 deterministic: bool, decode: bool = False,
+                 key_lengths: Array | None = None) -> Array:
+        """inputs_q [B, L, D], inputs_kv [B, S, D], mask [B, 1, L, S] -> [B, L, D].
+
+        ``key_lengths`` int [B]: keys at positions >= length are padding (ANDed with mask).
+        """
         d_model = inputs_q.shape[-1]
         query = self._project("query", inputs_q)  # [B, L, N, H]
         key = self._project("key", inputs_kv)  # [B, S, N, H]
@@ -113,13 +151,40 @@ class MultiHeadAttention(nn.Module):
         query, key, value = (constrain(t, head_axes) for t in (query, key, value))
         if decode:
             key, value, mask = self._update_cache(key, value)
+        if self.implementation == "einsum":
+            out = self._einsum_core(query, key, value, mask, key_lengths, deterministic)
+        else:
+            out = self._fused_core(query, key, value, mask, key_lengths, deterministic)
+        return self._output(out, d_model)  # [B, L, D]
+
+    def _einsum_core(self, query: Array, key: Array, value: Array, mask: Array | None,
+                     key_lengths: Array | None, deterministic: bool) -> Array:
+        """Q [B, L, N, H], K, V [B, S, N, H] -> [B, L, N, H], with dropout on the weights."""
+        if key_lengths is not None:
+            mask = combine_masks(mask, length_mask(key_lengths, key.shape[1]))
         weights = attention_weights(query, key, mask)  # [B, N, L, S]
         # Free unless a caller asks for the 'intermediates' collection (visualisation).
         self.sow("intermediates", "attention_weights", weights)
         weights = Dropout(self.dropout_rate)(weights, deterministic=deterministic)
-        out = weighted_values(weights, value)  # [B, L, N, H]
-        out = self._output(out, d_model)  # [B, L, D]
-        return out
+        return weighted_values(weights, value)  # [B, L, N, H]
+
+    def _fused_core(self, query: Array, key: Array, value: Array, mask: Array | None,
+                    key_lengths: Array | None, deterministic: bool) -> Array:
+        """The same contract through ``jax.nn.dot_product_attention`` (no weights dropout).
+
+        Padding as lengths reaches cuDNN as its padding mask; a boolean mask becomes an
+        additive bias there (slower, but any pattern)."""
+        if self.dropout_rate > 0 and not deterministic:
+            raise ValueError(f"attention implementation {self.implementation!r} has no "
+                             f"dropout on attention weights; set the attention dropout to 0")
+        if mask is not None:
+            mask = mask.astype(bool)  # flax's mask helpers give float 0/1; jax wants bool
+        if key_lengths is not None:
+            key_lengths = key_lengths.astype(jnp.int32)
+        # Scaled by 1/sqrt(H) inside, as attention_weights does.
+        return jax.nn.dot_product_attention(
+            query, key, value, mask=mask, key_value_seq_lengths=key_lengths,
+            implementation=self.implementation)  # [B, L, N, H]
 
     def _update_cache(self, key: Array, value: Array) -> tuple[Array, Array, Array | None]:
         """Writes this step's key/value [B, 1, N, H] into the cache [B, T, N, H].

@@ -67,6 +67,7 @@ class TransformerConfig(HyperParams):
     num_decoder_layers: int = 6
     dropout_rate: float = 0.1          # residual + embedding dropout (P_drop)
     attention_dropout_rate: float = 0.0  # on attention weights (tensor2tensor option)
+    attention_implementation: str = "einsum"  # einsum | xla | cudnn (attention.py)
     max_len: int = 512                 # longest position the sinusoid table covers
     share_embeddings: bool = True      # one embedding matrix for source and target
     tie_output: bool = True            # output projection = target embedding matrix
@@ -87,6 +88,8 @@ class TransformerConfig(HyperParams):
             raise ValueError(f"d_model={self.d_model} is not divisible by num_heads="
                              f"{self.num_heads}; set head_dim explicitly")
         self._check_dtypes()
+        attention.check_implementation(self.attention_implementation,
+                                       self.attention_dropout_rate, self.dtype)
 
     @property
     def qkv_dim(self) -> int:
@@ -119,7 +122,7 @@ def _attention(cfg: TransformerConfig, name: str) -> attention.MultiHeadAttentio
     return attention.MultiHeadAttention(
         num_heads=cfg.num_heads, head_dim=cfg.qkv_dim, use_bias=cfg.attention_bias,
         dropout_rate=cfg.attention_dropout_rate, dtype=cfg.compute_dtype,
-        param_dtype=cfg.storage_dtype, name=name)
+        param_dtype=cfg.storage_dtype, implementation=cfg.attention_implementation, name=name)
 
 
 def _feed_forward(cfg: TransformerConfig) -> FeedForward:
@@ -137,23 +140,26 @@ class EncoderLayer(nn.Module):
     collect: bool = False
 
     @nn.compact
-    def __call__(self, x: Array, mask: Array | None,
-                 kept_positions: Array | None = None) -> tuple[Array, Array | None]:
+    def __call__(self, x: Array, mask: Array | None, kept_positions: Array | None = None,
+                 key_lengths: Array | None = None) -> tuple[Array, Array | None]:
         """x [B, S, D], mask [B, 1, S, S] -> ([B, S, D], [B, S, D] or None).
 
         With ``kept_positions`` int [B, P] only those rows are computed: queries come from
-        them, keys and values from all S positions, and the output is [B, P, D]."""
+        them, keys and values from all S positions, and the output is [B, P, D].
+        ``key_lengths`` int [B]: right padding as lengths (see attention.py)."""
         cfg, deterministic = self.config, self.deterministic
         self_attention = _attention(cfg, "self_attention")
 
         def attend(h: Array) -> Array:
             if kept_positions is None:
-                return self_attention(h, h, mask, deterministic=deterministic)
+                return self_attention(h, h, mask, deterministic=deterministic,
+                                      key_lengths=key_lengths)
             query_mask = mask
             if mask is not None and mask.shape[2] > 1:  # per-query rows: keep the kept ones
                 query_mask = gather_rows(mask[:, 0], kept_positions)[:, None]  # [B, 1, P, S]
             return self_attention(gather_rows(h, kept_positions), h, query_mask,
-                                  deterministic=deterministic)  # [B, P, D]
+                                  deterministic=deterministic,
+                                  key_lengths=key_lengths)  # [B, P, D]
 
         x = SubLayer(cfg, name="attention_block")(x, attend, deterministic, kept_positions)
         ffn = _feed_forward(cfg)
@@ -199,8 +205,12 @@ class EncoderStack(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, mask: Array | None, deterministic: bool,
-                 output_positions: Array | None = None) -> Array:
+                 output_positions: Array | None = None,
+                 key_lengths: Array | None = None) -> Array:
         """x [B, S, D] already embedded -> [B, S, D], or [B, P, D] at ``output_positions``.
+
+        Padding comes as ``mask`` [B, 1, S, S], as right-padded ``key_lengths`` int [B] (the
+        form fused attention kernels read), or both.
 
         ``output_positions`` int [B, P]: the only rows the caller reads (BERT pretraining:
         [CLS] and the masked tokens). The last layer then computes just those rows; its keys
@@ -213,7 +223,8 @@ class EncoderStack(nn.Module):
         layer = stacking.layer_class(EncoderLayer, cfg.remat, cfg.scan_layers, count)
         hidden = []
         if cfg.scan_layers and count:
-            x, stacked = layer(cfg, deterministic, collect, name=stacking.SCANNED)(x, mask)
+            x, stacked = layer(cfg, deterministic, collect, name=stacking.SCANNED)(
+                x, mask, None, key_lengths)
             hidden = [stacked[i] for i in range(count)] if collect else []  # [L, B, S, D]
             if output_positions is not None:
                 x = gather_rows(x, output_positions)  # [B, P, D]
@@ -222,7 +233,8 @@ class EncoderStack(nn.Module):
         else:
             for i in range(count):
                 kept = output_positions if i == count - 1 else None
-                x, _ = layer(cfg, deterministic, name=f"layer_{i}")(x, mask, kept)
+                x, _ = layer(cfg, deterministic, name=f"layer_{i}")(
+                    x, mask, kept, key_lengths)
                 hidden.append(x)
             if output_positions is not None and not count:
                 x = gather_rows(x, output_positions)  # [B, P, D]

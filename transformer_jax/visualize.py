@@ -10,6 +10,7 @@ the model's own beam-search translation (teacher forcing: one pass, no sampling)
 Legend: L target (query) length, S source length, N heads.
 """
 
+import dataclasses
 import logging
 import math
 import os
@@ -84,6 +85,9 @@ def attention_maps(model: Transformer, params: Any, tokenizer: Tokenizer, source
         # A degenerate translation can re-encode to more pieces than the model emitted.
         log.warning("target cut to the model's max_len %d pieces", model.config.max_len)
         target_ids = target_ids[: model.config.max_len]
+    # Only the einsum core materialises (and sows) the weights; the parameters are the same.
+    model = model.clone(config=dataclasses.replace(model.config,
+                                                   attention_implementation="einsum"))
     inputs = jnp.asarray([source_ids], jnp.int32)  # [1, S]
     decoder_inputs = jnp.asarray([target_ids], jnp.int32)  # [1, L]
     # Sowing is free unless 'intermediates' is mutable; no padding, so no row is masked out.

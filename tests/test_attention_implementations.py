@@ -1,0 +1,236 @@
+"""The attention cores of transformer_jax/attention.py agree: ``einsum`` (ours, the default)
+against ``xla`` (``jax.nn.dot_product_attention``), forward and backward, with padding as a
+mask or as key lengths, in the attention layer, the Transformer (teacher forcing and the
+decoding cache) and BERT (plain, gathered rows, scanned, under dropout). ``cudnn`` needs an
+NVIDIA GPU, so here its wiring is checked: the call jax receives (implementation, padding as
+int32 lengths, bf16 operands) and the config errors that keep it from running wrong.
+"""
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bert_jax.heads import BertForPreTraining
+from bert_jax.model import BertConfig
+from model_helpers import init_model, make_batch as transformer_batch
+from tiny import padded_bert_inputs, tiny_transformer_config
+from transformer_jax import attention, incremental
+from transformer_jax.model import Transformer, TransformerConfig
+
+B, L, S, D, N, H = 3, 5, 7, 32, 4, 9  # head dim 9: not the default D / N
+KEY_LENGTHS = np.array([7, 4, 1], np.int32)
+
+
+def attention_layer(implementation: str) -> attention.MultiHeadAttention:
+    return attention.MultiHeadAttention(num_heads=N, head_dim=H, use_bias=True,
+                                        implementation=implementation)
+
+
+def layer_inputs(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(B, L, D)).astype(np.float32),
+            rng.normal(size=(B, S, D)).astype(np.float32))
+
+
+def causal_and_padding_mask() -> np.ndarray:
+    """bool [B, 1, L, S]: query l sees keys <= l + 2 that are not padding."""
+    visible = np.arange(S)[None, :] <= np.arange(L)[:, None] + 2  # [L, S]
+    padding = np.arange(S)[None, :] < KEY_LENGTHS[:, None]  # [B, S]
+    return (visible[None] & padding[:, None])[:, None]
+
+
+@pytest.mark.parametrize("padding", ["mask", "lengths", "both"])
+def test_layer_xla_core_matches_einsum_forward_and_backward(padding):
+    """The same params give the same output and the same gradients (params and inputs)
+    whichever core runs, for a general mask, for right padding given as lengths, or both."""
+    query_in, kv_in = layer_inputs()
+    mask = causal_and_padding_mask() if padding != "lengths" else None
+    lengths = jnp.asarray(KEY_LENGTHS) if padding != "mask" else None
+    variables = nn.unbox(attention_layer("einsum").init(
+        jax.random.key(0), query_in, kv_in, mask, deterministic=True))
+
+    def loss(implementation, variables, query_in, kv_in):
+        out = attention_layer(implementation).apply(
+            variables, query_in, kv_in, mask, deterministic=True, key_lengths=lengths)
+        weights = jnp.arange(out.size, dtype=jnp.float32).reshape(out.shape) / out.size
+        return jnp.sum(jnp.sin(out) * weights), out  # [B, L, D] -> scalar
+
+    grads = {}
+    for implementation in ("einsum", "xla"):
+        fn = jax.jit(jax.value_and_grad(loss, argnums=(1, 2, 3), has_aux=True),
+                     static_argnums=0)
+        (_, out), grads[implementation] = fn(implementation, variables, query_in, kv_in)
+        if implementation == "einsum":
+            reference = out
+        assert out.shape == (B, L, D)
+    np.testing.assert_allclose(out, reference, rtol=1e-5, atol=1e-5)
+    flat_einsum = jax.tree.leaves(grads["einsum"])
+    flat_xla = jax.tree.leaves(grads["xla"])
+    assert len(flat_einsum) == len(flat_xla) == 8 + 2  # Q/K/V/O kernels and biases; inputs
+    for a, b in zip(flat_einsum, flat_xla):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_key_lengths_equal_the_padding_mask_they_stand_for():
+    """In the einsum core, lengths [B] are exactly the mask keys < length."""
+    query_in, kv_in = layer_inputs(1)
+    layer = attention_layer("einsum")
+    mask = np.broadcast_to(np.arange(S) < KEY_LENGTHS[:, None], (L, B, S)).transpose(1, 0, 2)
+    variables = layer.init(jax.random.key(2), query_in, kv_in, None, deterministic=True)
+    by_mask = layer.apply(variables, query_in, kv_in, mask[:, None], deterministic=True)
+    by_lengths = layer.apply(variables, query_in, kv_in, None, deterministic=True,
+                             key_lengths=jnp.asarray(KEY_LENGTHS))
+    np.testing.assert_array_equal(by_mask, by_lengths)
+    np.testing.assert_array_equal(attention.length_mask(jnp.asarray([2, 0]), 3)[:, 0, 0],
+                                  [[True, True, False], [False, False, False]])
+
+
+def test_fused_core_refuses_dropout_in_training():
+    query_in, kv_in = layer_inputs()
+    layer = attention.MultiHeadAttention(num_heads=N, head_dim=H, dropout_rate=0.1,
+                                         implementation="xla")
+    variables = layer.init(jax.random.key(0), query_in, kv_in, None, deterministic=True)
+    with pytest.raises(ValueError, match="no dropout on attention weights"):
+        layer.apply(variables, query_in, kv_in, None, deterministic=False,
+                    rngs={"dropout": jax.random.key(1)})
+
+
+# ------------------------------------------------------------------------------ Transformer
+
+
+def test_transformer_xla_core_matches_einsum_teacher_forced_and_cached():
+    """Padding, causal and cross-attention masks: the xla core's teacher-forced logits equal
+    the einsum core's; its decoding cache reproduces its own full forward pass."""
+    model, params = init_model()
+    inputs, decoder_inputs = transformer_batch(pad_targets=True)
+    fused = Transformer(dataclasses.replace(model.config, attention_implementation="xla"))
+    reference = jax.jit(model.apply)({"params": params}, inputs, decoder_inputs)
+    logits = jax.jit(fused.apply)({"params": params}, inputs, decoder_inputs)
+    real = np.asarray(decoder_inputs) != 0  # [B, L]: padded targets' rows are never read
+    np.testing.assert_allclose(np.asarray(logits)[real], np.asarray(reference)[real],
+                               rtol=1e-5, atol=1e-5)
+
+    encoded = jax.jit(lambda p, x: fused.apply({"params": p}, x, method=Transformer.encode))(
+        params, inputs)
+    cache = incremental.init_cache(fused, params, encoded, inputs, max_decode_len=L)
+    tokens_to_logits = jax.jit(incremental.make_tokens_to_logits(fused, params, encoded,
+                                                                 inputs))
+    for t in range(L):
+        step_logits, cache = tokens_to_logits(jnp.asarray(decoder_inputs[:, t:t + 1]), cache)
+        rows = real[:, t]  # [B, V] for this step
+        np.testing.assert_allclose(np.asarray(step_logits)[rows], np.asarray(logits)[rows, t],
+                                   rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------- BERT
+
+TINY_BERT = dict(vocab_size=29, hidden_size=D, num_layers=2, num_heads=N,
+                 intermediate_size=37, max_position_embeddings=16, attention_dropout=0.0)
+REAL_LENGTHS = (7, 5, 3)
+POSITIONS = np.array([[1, 4, 6], [0, 2, 4], [1, 2, 2]], np.int32)
+
+
+def bert_batch():
+    ids, mask, segments = padded_bert_inputs(29, REAL_LENGTHS, 7, seed=3)
+    return ids, mask, segments, POSITIONS
+
+
+def test_bert_xla_core_matches_einsum_under_dropout_with_gathered_rows():
+    """BertForPreTraining (MLM at the masked positions only, NSP) in training mode with
+    hidden dropout: same loss and gradients from either core, since both draw the same
+    dropout masks (the fused core draws none of its own)."""
+    cfg = BertConfig.from_dict(dict(TINY_BERT, hidden_dropout=0.1))
+    batch = bert_batch()
+    params = nn.unbox(BertForPreTraining(cfg).init(jax.random.key(0), *batch))["params"]
+
+    def loss(config, params):
+        mlm, nsp = BertForPreTraining(config).apply(
+            {"params": params}, *batch, deterministic=False,
+            rngs={"dropout": jax.random.key(7)})  # [B, P, V], [B, 2]
+        return jnp.sum(jax.nn.log_softmax(mlm)[..., 5]) + jnp.sum(nsp[:, 1]), (mlm, nsp)
+
+    results = {}
+    for implementation in ("einsum", "xla"):
+        config = dataclasses.replace(cfg, attention_implementation=implementation)
+        results[implementation] = jax.jit(
+            jax.value_and_grad(loss, argnums=1, has_aux=True), static_argnums=0)(config, params)
+    (_, (mlm, nsp)), grads = results["xla"]
+    (_, (mlm_ref, nsp_ref)), grads_ref = results["einsum"]
+    np.testing.assert_allclose(mlm, mlm_ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(nsp, nsp_ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_bert_scanned_layers_pass_key_lengths_to_every_layer():
+    """Under nn.scan the lengths are a broadcast input of the layer body: the scanned xla
+    core's outputs equal the scanned einsum core's."""
+    cfg = BertConfig.from_dict(dict(TINY_BERT, scan_layers=True))
+    batch = bert_batch()
+    params = nn.unbox(BertForPreTraining(cfg).init(jax.random.key(0), *batch))["params"]
+    outputs = {}
+    for implementation in ("einsum", "xla"):
+        model = BertForPreTraining(dataclasses.replace(
+            cfg, attention_implementation=implementation))
+        outputs[implementation] = jax.jit(model.apply)({"params": params}, *batch)
+    for a, b in zip(outputs["xla"], outputs["einsum"]):  # MLM [B, P, V], NSP [B, 2]
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_bert_cudnn_config_hands_jax_padding_as_int32_lengths(monkeypatch):
+    """What cuDNN would get, recorded from the jax call: implementation 'cudnn', no mask,
+    key lengths = the real lengths (int32 [B]), bf16 Q/K/V [B, T, N, H]. The recorded call
+    then runs through XLA so the model's output can be checked against einsum too."""
+    calls = []
+    original = jax.nn.dot_product_attention
+
+    def recording(query, key, value, **kwargs):
+        calls.append(dict(kwargs, shapes=(query.shape, key.shape), dtype=query.dtype))
+        return original(query, key, value, **dict(kwargs, implementation="xla"))
+
+    monkeypatch.setattr(jax.nn, "dot_product_attention", recording)
+    cfg = BertConfig.from_dict(dict(TINY_BERT, dtype="bfloat16"))
+    batch = bert_batch()
+    params = nn.unbox(BertForPreTraining(cfg).init(jax.random.key(0), *batch))["params"]
+    calls.clear()
+    cudnn = dataclasses.replace(cfg, attention_implementation="cudnn")
+    mlm, _ = BertForPreTraining(cudnn).apply({"params": params}, *batch)  # eager: values
+    assert len(calls) == cfg.num_layers
+    for call in calls:
+        assert call["implementation"] == "cudnn" and call["mask"] is None
+        assert call["dtype"] == jnp.bfloat16
+        lengths = call["key_value_seq_lengths"]
+        assert lengths.dtype == jnp.int32 and lengths.tolist() == list(REAL_LENGTHS)
+    assert calls[0]["shapes"] == ((B, 7, N, D // N), (B, 7, N, D // N))
+    assert calls[-1]["shapes"] == ((B, 1 + POSITIONS.shape[1], N, D // N), (B, 7, N, D // N))
+    mlm_ref, _ = jax.jit(BertForPreTraining(cfg).apply)({"params": params}, *batch)
+    np.testing.assert_allclose(np.asarray(mlm, np.float32), np.asarray(mlm_ref, np.float32),
+                               rtol=0.05, atol=0.05)  # bf16: scaling order differs
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: BertConfig(attention_implementation="flash"),
+     r"attention_implementation='flash'; use one of \['einsum', 'xla', 'cudnn'\]"),
+    (lambda: BertConfig(attention_implementation="xla"),
+     r"'xla' has no dropout on attention weights but attention_dropout=0.1; set "
+     r"attention_dropout=0 or use attention_implementation='einsum'"),
+    (lambda: BertConfig(attention_implementation="cudnn", attention_dropout=0.0),
+     r"'cudnn' needs dtype bfloat16 or float16, not 'float32'; set dtype=bfloat16"),
+    (lambda: tiny_transformer_config(attention_implementation="xla",
+                                     attention_dropout_rate=0.1),
+     r"attention_dropout_rate=0.1; set attention_dropout_rate=0"),
+    (lambda: TransformerConfig(attention_implementation="cudnn", dtype="float32"),
+     r"needs dtype bfloat16 or float16"),
+])
+def test_configs_refuse_what_the_core_cannot_run(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_bf16_cudnn_config_without_attention_dropout_is_accepted():
+    cfg = BertConfig(attention_implementation="cudnn", attention_dropout=0.0,
+                     dtype="bfloat16")
+    assert cfg.to_transformer_config().attention_implementation == "cudnn"
