@@ -99,7 +99,8 @@ def report(config, batch_size: int, steps: int, warmup: int, peak_size: int,
 def _print_ours(results: dict[str, float], cfg, batch_size: int, length: int,
                 predictions: int, steps: int, datasheet_line: str) -> None:
     print(f"model: BERT L={cfg.num_layers} H={cfg.hidden_size} A={cfg.num_heads} "
-          f"vocab={cfg.vocab_size} dtype={cfg.dtype}; batch {batch_size} x seq {length}, "
+          f"vocab={cfg.vocab_size} dtype={cfg.dtype} attention={cfg.attention_implementation} "
+          f"(dropout {cfg.attention_dropout}); batch {batch_size} x seq {length}, "
           f"{predictions} predictions/seq, on {jax.device_count()} "
           f"{jax.devices()[0].platform} device(s)")
     print(f"compile time      {results['compile_s']:.2f} s")

@@ -200,16 +200,20 @@ def test_local_multiprocess_dry_run(sh):
                     f"--process_id={i}", "--config.num_train_steps=5"] for i in (0, 1)]
 
 
-def test_gpu_bench_runs_four_bf16_benches_that_parse(sh):
+def test_gpu_bench_runs_four_bf16_benches_per_attention_core_that_parse(sh):
     """Each printed command is accepted by the bench's own flags and config (checked in a
-    child process, as absl flags are process-wide): base and large at 128 and 512, bf16."""
+    child process, as absl flags are process-wide): base and large at 128 and 512, bf16,
+    with cuDNN attention (no attention dropout) and then BERT's recipe."""
     argvs = lines(sh(os.path.join(REPO, "launch", "gpu_bench.sh"), "--dry-run",
                      BATCHES="7 5 3 1"))
     parse = ("import sys; from absl import flags; from bert_jax import bench; "
              "bench.define_flags(); from transformer_jax import runtime; "
+             "from bert_jax.pretraining.task import bert_config; "
              "runtime.parse_flags(sys.argv); c = flags.FLAGS.config; "
-             "print(c.model.size, c.data.max_seq_length, c.model.dtype, "
-             "flags.FLAGS.batch_size, flags.FLAGS.compare_hf, flags.FLAGS.peak_size)")
+             "m = bert_config(c, 30522); "
+             "print(c.model.size, c.data.max_seq_length, m.dtype, m.attention_implementation, "
+             "m.attention_dropout, flags.FLAGS.batch_size, flags.FLAGS.compare_hf, "
+             "flags.FLAGS.peak_size)")
     parsed = []
     for argv in argvs:
         assert argv[:3] == ["python3", "-m", "bert_jax.bench"]
@@ -217,10 +221,20 @@ def test_gpu_bench_runs_four_bf16_benches_that_parse(sh):
                                 text=True, cwd=REPO, timeout=120)
         assert result.returncode == 0, result.stderr[-2000:]
         parsed.append(result.stdout.split())
-    assert parsed == [["base", "128", "bfloat16", "7", "no", "8192"],
-                      ["large", "128", "bfloat16", "5", "no", "8192"],
-                      ["base", "512", "bfloat16", "3", "no", "8192"],
-                      ["large", "512", "bfloat16", "1", "no", "8192"]]
+    runs = [["base", "128", "7"], ["large", "128", "5"], ["base", "512", "3"],
+            ["large", "512", "1"]]
+    assert parsed == (
+        [[size, seq, "bfloat16", "cudnn", "0.0", batch, "no", "8192"]
+         for size, seq, batch in runs]
+        + [[size, seq, "bfloat16", "einsum", "0.1", batch, "no", "8192"]
+           for size, seq, batch in runs])
+    one_core = lines(sh(os.path.join(REPO, "launch", "gpu_bench.sh"), "--dry-run",
+                        BATCHES="7 5 3 1", ATTENTION="einsum"))
+    assert one_core == argvs[4:]
+    wrong = sh(os.path.join(REPO, "launch", "gpu_bench.sh"), "--dry-run", ATTENTION="flash")
+    assert wrong.returncode == 2 and wrong.stdout == ""
+    assert wrong.stderr == ("gpu_bench: unknown attention core 'flash' in ATTENTION; "
+                            "use cudnn, einsum or xla\n")
 
 
 def test_gpu_bench_runs_every_bench_when_one_fails_and_then_exits_1(sh, tmp_path):
@@ -234,5 +248,7 @@ def test_gpu_bench_runs_every_bench_when_one_fails_and_then_exits_1(sh, tmp_path
                 BATCHES="7 5 3 1")
     assert result.returncode == 1
     ran = log.read_text().splitlines()
-    assert len(ran) == 4 and all(line.startswith("0.95 -m bert_jax.bench") for line in ran)
-    assert result.stderr.splitlines()[0] == "gpu_bench: failed: size=large batch 5 (exit 3)"
+    assert len(ran) == 8 and all(line.startswith("0.95 -m bert_jax.bench") for line in ran)
+    assert result.stderr.splitlines()[:2] == [
+        "gpu_bench: failed: size=large batch 5 cudnn (exit 3)",
+        "gpu_bench: failed: size=large batch 5 einsum (exit 3)"]
