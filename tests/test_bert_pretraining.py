@@ -172,6 +172,20 @@ def test_phase_two_continues_from_phase_one_at_a_longer_length(corpus, reference
     assert run_helpers.checkpoint_steps(workdir) == [3]
 
 
+def test_xla_attention_core_trains_like_einsum_and_exports_the_default_core(
+        corpus, reference, tmp_path):
+    """The size=tiny recipe has attention dropout 0, so the xla core may run it: the same
+    six losses as the einsum reference, on the sharded mesh. The workdir's config keeps
+    'xla', but loading it elsewhere (fine-tuning, extract_features, convert) gets the
+    default core: which kernel ran is a run setting, not part of the weights."""
+    workdir = str(tmp_path / "xla")
+    run(make_config(corpus, **{"model.attention_implementation": "xla"}), workdir)
+    np.testing.assert_allclose(run_helpers.losses(workdir), reference.losses, rtol=1e-4)
+    loaded = interop.load_pretrained(workdir)
+    assert loaded.config.attention_implementation == "einsum"
+    assert loaded.config == interop.load_pretrained(reference.workdir).config
+
+
 def _main(workdir, *flags):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
     return subprocess.run(

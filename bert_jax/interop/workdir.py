@@ -62,11 +62,12 @@ def read(directory: str) -> tuple[BertConfig, layout.Tree, str | None, str]:
     dropped = sorted(set(params) - set(_KEPT))
     if dropped:
         log.info("%s: leaving out the task's own params %s", checkpoints, dropped)
-    # The interchange layout is unscanned (layer_i), whatever layout the run trained in.
+    # The interchange layout is unscanned (layer_i), whatever layout the run trained in,
+    # with the default attention core (the one every machine runs; a run picks its own).
     params = {k: stacking.unscan_tree(jax.tree.map(lambda x: np.asarray(x, np.float32),
                                                    params[k]))
               for k in _KEPT if k in params}
-    config = dataclasses.replace(config, scan_layers=False)
+    config = dataclasses.replace(config, scan_layers=False, attention_implementation="einsum")
     vocab = workdir / VOCAB_FILE
     return (config, params, str(vocab) if vocab.exists() else None,
             f"{metadata.get('task')} workdir {checkpoints} step {step}")
