@@ -194,11 +194,13 @@ class BertEncoder(nn.Module):
         return sequence_output, pooled_output
 
     def _padding(self, input_mask: Array) -> tuple[Array | None, Array | None]:
-        """input_mask [B, L] -> (mask [B, 1, L, L], None) for the einsum core, whose padding
+        """input_mask [B, L] -> (mask [B, 1, 1, L], None) for the einsum core, whose padding
         is a mask; (None, lengths [B]) for the fused kernels, which read right padding as
-        lengths. Either way padding is never attended to."""
+        lengths. Only keys are masked, as in Google's BERT: padded positions attend to the
+        real tokens, so every row (padding too, which SQuAD's softmax spans) is the same
+        in any core and in the original implementation."""
         if self.config.attention_implementation == "einsum":
-            return attention.padding_mask(input_mask, input_mask, pad_id=0), None
+            return (input_mask != 0)[:, None, None, :], None
         return None, jnp.sum(input_mask != 0, axis=-1, dtype=jnp.int32)
 
     def attend(self, x: Array) -> Array:

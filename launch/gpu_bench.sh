@@ -24,6 +24,10 @@ if [[ "${1:-}" == "--dry-run" ]]; then dry_run=1; shift; fi
 export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.95}"
 read -r b128_base b128_large b512_base b512_large <<< "${BATCHES:-256 128 64 32}"
 read -r -a cores <<< "${ATTENTION:-cudnn einsum}"
+if (( ${#cores[@]} == 0 )); then
+  echo "gpu_bench: ATTENTION is empty; name cudnn, einsum or xla (or unset it for both)" >&2
+  exit 2
+fi
 for core in "${cores[@]}"; do
   case "$core" in einsum|xla|cudnn) ;;
     *) echo "gpu_bench: unknown attention core '$core' in ATTENTION; use cudnn, einsum or xla" >&2
@@ -43,7 +47,7 @@ for core in "${cores[@]}"; do
     read -r variant batch <<< "$run"
     # The measured peak from 8192-sided matmuls: 2048 ones run below a GPU's best rate.
     cmd=(python3 -m bert_jax.bench "--config=configs/bert_pretrain.py:$variant"
-         --config.model.dtype=bfloat16 "${attention[@]}" "--batch_size=$batch"
+         --config.model.dtype=bfloat16 ${attention[@]+"${attention[@]}"} "--batch_size=$batch"
          --compare_hf=no --steps=10 --warmup=3 --peak_size=8192)
     if (( dry_run )); then printf '%q ' "${cmd[@]}"; echo; continue; fi
     echo "=== $variant, batch $batch, $core attention"

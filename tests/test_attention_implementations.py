@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from bert_jax.heads import BertForPreTraining
-from bert_jax.model import BertConfig
+from bert_jax.model import BertConfig, BertEncoder
 from model_helpers import init_model, make_batch as transformer_batch
 from tiny import padded_bert_inputs, tiny_transformer_config
 from transformer_jax import attention, incremental
@@ -163,6 +163,22 @@ def test_bert_xla_core_matches_einsum_under_dropout_with_gathered_rows():
     np.testing.assert_allclose(nsp, nsp_ref, rtol=1e-5, atol=1e-5)
     for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_bert_cores_agree_on_every_row_padding_included():
+    """Both cores mask keys only (as Google's BERT): padded rows attend to the real tokens
+    and so agree too, which matters where a loss spans them (SQuAD's start/end softmax)."""
+    cfg = BertConfig.from_dict(TINY_BERT)
+    ids, mask, segments, _ = bert_batch()
+    params = nn.unbox(BertEncoder(cfg).init(jax.random.key(0), ids, mask, segments))
+    outputs = {}
+    for implementation in ("einsum", "xla"):
+        model = BertEncoder(dataclasses.replace(cfg, attention_implementation=implementation))
+        outputs[implementation] = jax.jit(model.apply)(params, ids, mask, segments)
+    (sequence, pooled), (sequence_ref, pooled_ref) = outputs["xla"], outputs["einsum"]
+    assert sequence.shape == (B, 7, D) and np.asarray(mask == 0).sum() == 6
+    np.testing.assert_allclose(sequence, sequence_ref, rtol=1e-5, atol=1e-5)  # [B, L, D]
+    np.testing.assert_allclose(pooled, pooled_ref, rtol=1e-5, atol=1e-5)
 
 
 def test_bert_scanned_layers_pass_key_lengths_to_every_layer():

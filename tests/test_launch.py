@@ -235,6 +235,8 @@ def test_gpu_bench_runs_four_bf16_benches_per_attention_core_that_parse(sh):
     assert wrong.returncode == 2 and wrong.stdout == ""
     assert wrong.stderr == ("gpu_bench: unknown attention core 'flash' in ATTENTION; "
                             "use cudnn, einsum or xla\n")
+    empty = sh(os.path.join(REPO, "launch", "gpu_bench.sh"), "--dry-run", ATTENTION=" ")
+    assert empty.returncode == 2 and empty.stdout == "" and "ATTENTION is empty" in empty.stderr
 
 
 def test_gpu_bench_runs_every_bench_when_one_fails_and_then_exits_1(sh, tmp_path):

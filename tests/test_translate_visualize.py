@@ -5,6 +5,7 @@ steps on a 48-pair TSV, with checkpoints at steps 2, 4, 6 and 8.
 """
 import dataclasses
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -92,6 +93,30 @@ def test_load_workdir_rebuilds_model_from_metadata(workdir, loaded):
     embedding = params["shared_embedding"]["embedding"]
     assert embedding.shape == (tokenizer.vocab_size, 32)
     assert embedding.sharding.mesh.shape["data"] == jax.device_count()
+
+
+def test_a_run_trained_with_cudnn_attention_loads_here_with_the_default_core(workdir,
+                                                                             tmp_path):
+    """The attention kernel is a run setting: a workdir whose metadata says cudnn (trained
+    on a GPU) loads on this CPU with the einsum core and the same weights."""
+    copy = str(tmp_path / "gpu_run")
+    shutil.copytree(workdir, copy)
+    edited = 0
+    for root, _, files in os.walk(copy):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                text = f.read()
+            if b'"attention_implementation": "einsum"' in text:
+                with open(path, "wb") as f:
+                    f.write(text.replace(b'"attention_implementation": "einsum"',
+                                         b'"attention_implementation": "cudnn"'))
+                edited += 1
+    assert edited == len(STEPS)  # the metadata JSON of every checkpoint
+    model, params, _, metadata = restore.load_workdir(copy)
+    assert metadata["model"]["attention_implementation"] == "cudnn"
+    assert model.config.attention_implementation == "einsum"
+    assert metadata["step"] == STEPS[-1]
 
 
 def test_average_last_two_is_the_mean_of_the_last_two_checkpoints(workdir, loaded):

@@ -15,6 +15,9 @@ Implementations of the attention core (``IMPLEMENTATIONS``):
           [B, N, L, S] weights never reach memory, which is what long sequences need on a
           GPU. No dropout on the weights (jax's kernel takes a fixed seed, so the mask would
           repeat every step): pretrain with attention dropout 0, as MosaicBERT does.
+          Padding given as lengths (BERT) is the kernel's own padding mask; a boolean mask
+          (the Transformer's causal, cross and packed masks) reaches it as a dense
+          [B, 1, L, S] bias, with its gradient: correct, but not the memory saving.
 """
 
 import flax.linen as nn

@@ -62,12 +62,11 @@ def read(directory: str) -> tuple[BertConfig, layout.Tree, str | None, str]:
     dropped = sorted(set(params) - set(_KEPT))
     if dropped:
         log.info("%s: leaving out the task's own params %s", checkpoints, dropped)
-    # The interchange layout is unscanned (layer_i), whatever layout the run trained in,
-    # with the default attention core (the one every machine runs; a run picks its own).
+    # The interchange layout is unscanned (layer_i), whatever layout the run trained in.
     params = {k: stacking.unscan_tree(jax.tree.map(lambda x: np.asarray(x, np.float32),
                                                    params[k]))
               for k in _KEPT if k in params}
-    config = dataclasses.replace(config, scan_layers=False, attention_implementation="einsum")
+    config = dataclasses.replace(config, scan_layers=False)
     vocab = workdir / VOCAB_FILE
     return (config, params, str(vocab) if vocab.exists() else None,
             f"{metadata.get('task')} workdir {checkpoints} step {step}")
@@ -76,7 +75,8 @@ def read(directory: str) -> tuple[BertConfig, layout.Tree, str | None, str]:
 def _config(metadata: dict, where: epath.Path) -> BertConfig:
     model = metadata.get("model")
     try:
-        return BertConfig.from_dict(model)
+        # The default attention core: the run's kernel (cuDNN, say) may not exist here.
+        return BertConfig.from_dict(dict(model, attention_implementation="einsum"))
     except (TypeError, ValueError) as error:
         raise ValueError(f"{where} holds a '{metadata.get('task')}' checkpoint whose model is "
                          f"not a BertConfig ({error})") from None

@@ -111,7 +111,9 @@ def load_workdir(workdir: str, step: int | None = None, average_last: int = 1,
         if metadata.get("task") != "translation":
             raise ValueError(f"{workdir} holds a '{metadata.get('task')}' checkpoint, "
                              "not a translation model")
-        model = Transformer(TransformerConfig.from_dict(metadata["model"]))
+        # The default attention core: the run's kernel (cuDNN, say) may not exist here.
+        model = Transformer(TransformerConfig.from_dict(
+            dict(metadata["model"], attention_implementation="einsum")))
         abstract = abstract_params(model, mesh)
         if len(steps) == 1:
             params = ckpt.restore_params_at(manager, steps[0], abstract)
