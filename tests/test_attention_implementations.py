@@ -13,8 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from bert_jax import interop, warm_start
 from bert_jax.heads import BertForPreTraining
 from bert_jax.model import BertConfig, BertEncoder
+from configs import bert_finetune
 from model_helpers import init_model, make_batch as transformer_batch
 from tiny import padded_bert_inputs, tiny_transformer_config
 from transformer_jax import attention, incremental
@@ -250,3 +252,22 @@ def test_bf16_cudnn_config_without_attention_dropout_is_accepted():
     cfg = BertConfig(attention_implementation="cudnn", attention_dropout=0.0,
                      dtype="bfloat16")
     assert cfg.to_transformer_config().attention_implementation == "cudnn"
+
+
+def test_fine_tuning_picks_its_own_core_whatever_the_checkpoint_ran():
+    """The core is a run setting (warm_start.RUN_FIELDS): a fine-tuning config asking for
+    cudnn in bf16 without attention dropout gets it on a checkpoint pretrained with einsum,
+    and the default fine-tuning config (attention dropout 0.1) with a fused core is refused
+    in one line naming the fix."""
+    pretrained = interop.Pretrained(config=BertConfig.from_dict(TINY_BERT), params={},
+                                    vocab_file=None, source="a test checkpoint")
+    config = bert_finetune.get_config("task=mrpc")
+    config.model.update(dict(attention_implementation="cudnn", attention_dropout=0.0,
+                             dtype="bfloat16"))
+    model = warm_start.model_config(pretrained, config.model)
+    assert (model.attention_implementation, model.attention_dropout, model.dtype) == (
+        "cudnn", 0.0, "bfloat16")
+    assert model.hidden_size == D and model.num_layers == 2  # the rest: the checkpoint's
+    config.model.update(dict(attention_implementation="xla", attention_dropout=0.1))
+    with pytest.raises(ValueError, match="set attention_dropout=0"):
+        warm_start.model_config(pretrained, config.model)
