@@ -74,7 +74,8 @@ class BertConfig(HyperParams):
             raise ValueError(f"num_layers={self.num_layers} must be >= 0")
         self._check_dtypes()
         attention.check_implementation(self.attention_implementation, self.attention_dropout,
-                                       self.dtype, dropout_field="attention_dropout")
+                                       self.dtype, dropout_field="attention_dropout",
+                                       head_dim=self.hidden_size // self.num_heads)
 
     @classmethod
     def from_size(cls, size: str, **overrides) -> "BertConfig":

@@ -242,10 +242,30 @@ def test_bert_cudnn_config_hands_jax_padding_as_int32_lengths(monkeypatch):
      r"attention_dropout_rate=0.1; set attention_dropout_rate=0"),
     (lambda: TransformerConfig(attention_implementation="cudnn", dtype="float32"),
      r"needs dtype bfloat16 or float16"),
+    (lambda: BertConfig(attention_implementation="cudnn", attention_dropout=0.0,
+                        dtype="bfloat16", hidden_size=36, num_heads=4),
+     r"'cudnn' needs a head dim that is a multiple of 8 and at most 256 \(128 before "
+     r"Hopper\), not 9; change the number of heads or use 'xla'"),
+    (lambda: TransformerConfig(attention_implementation="cudnn", dtype="bfloat16",
+                               attention_dropout_rate=0.0, head_dim=264),
+     r"multiple of 8 and at most 256 \(128 before Hopper\), not 264"),
 ])
 def test_configs_refuse_what_the_core_cannot_run(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+def test_cudnn_without_a_gpu_fails_at_trace_naming_the_fix():
+    """On this CPU jax can only say "cuDNN is not detected."; the run's one line adds what to
+    use instead, and keeps jax's reason."""
+    query_in, kv_in = (x.astype(jnp.bfloat16) for x in layer_inputs())
+    layer = attention.MultiHeadAttention(num_heads=N, head_dim=8, dtype=jnp.bfloat16,
+                                         implementation="cudnn")
+    with pytest.raises(ValueError, match=r"^attention_implementation='cudnn' cannot run "
+                       r"here: cuDNN is not detected\. Use attention_implementation='xla' "
+                       r"\(the same math, any backend\) or 'einsum'"):
+        layer.init(jax.random.key(0), query_in, kv_in, None, deterministic=True,
+                   key_lengths=jnp.asarray(KEY_LENGTHS))
 
 
 def test_bf16_cudnn_config_without_attention_dropout_is_accepted():

@@ -51,8 +51,15 @@ def combine_masks(*masks: Array | None) -> Array | None:
 IMPLEMENTATIONS = ("einsum", "xla", "cudnn")
 
 
+# cuDNN's flash attention (jax's check_is_flash_attention): head dim a multiple of 8, at most
+# 256 on Hopper and later, 128 before. Only the GPU knows which; the config checks the bound
+# every GPU shares and the trace-time error names the rest.
+CUDNN_HEAD_DIM_MULTIPLE, CUDNN_MAX_HEAD_DIM = 8, 256
+
+
 def check_implementation(implementation: str, attention_dropout: float, dtype: str,
-                         dropout_field: str = "attention_dropout_rate") -> None:
+                         dropout_field: str = "attention_dropout_rate",
+                         head_dim: int | None = None) -> None:
     """Refuses a config the chosen attention core cannot run (one line naming the fix)."""
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"attention_implementation={implementation!r}; use one of "
@@ -64,6 +71,12 @@ def check_implementation(implementation: str, attention_dropout: float, dtype: s
     if implementation == "cudnn" and dtype not in ("bfloat16", "float16"):
         raise ValueError(f"attention_implementation='cudnn' needs dtype bfloat16 or float16, "
                          f"not {dtype!r}; set dtype=bfloat16 or use 'xla'")
+    if implementation == "cudnn" and head_dim is not None and (
+            head_dim % CUDNN_HEAD_DIM_MULTIPLE or head_dim > CUDNN_MAX_HEAD_DIM):
+        raise ValueError(f"attention_implementation='cudnn' needs a head dim that is a multiple "
+                         f"of {CUDNN_HEAD_DIM_MULTIPLE} and at most {CUDNN_MAX_HEAD_DIM} (128 "
+                         f"before Hopper), not {head_dim}; change the number of heads or use "
+                         f"'xla'")
 
 
 def length_mask(key_lengths: Array, key_length: int) -> Array:
@@ -185,9 +198,20 @@ class MultiHeadAttention(nn.Module):
         if key_lengths is not None:
             key_lengths = key_lengths.astype(jnp.int32)
         # Scaled by 1/sqrt(H) inside, as attention_weights does.
-        return jax.nn.dot_product_attention(
-            query, key, value, mask=mask, key_value_seq_lengths=key_lengths,
-            implementation=self.implementation)  # [B, L, N, H]
+        try:
+            return jax.nn.dot_product_attention(
+                query, key, value, mask=mask, key_value_seq_lengths=key_lengths,
+                implementation=self.implementation)  # [B, L, N, H]
+        except (RuntimeError, NotImplementedError) as error:
+            if self.implementation != "cudnn":
+                raise
+            # jax says what cuDNN lacks ("cuDNN is not detected.", a head dim or length it
+            # cannot take) but not what to do about it. A ValueError, as a config error: the
+            # entry points print it as one line.
+            raise ValueError(
+                f"attention_implementation={self.implementation!r} cannot run here: "
+                f"{str(error).strip()} Use attention_implementation='xla' (the same math, "
+                f"any backend) or 'einsum'") from error
 
     def _update_cache(self, key: Array, value: Array) -> tuple[Array, Array, Array | None]:
         """Writes this step's key/value [B, 1, N, H] into the cache [B, T, N, H].

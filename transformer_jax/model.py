@@ -89,7 +89,8 @@ class TransformerConfig(HyperParams):
                              f"{self.num_heads}; set head_dim explicitly")
         self._check_dtypes()
         attention.check_implementation(self.attention_implementation,
-                                       self.attention_dropout_rate, self.dtype)
+                                       self.attention_dropout_rate, self.dtype,
+                                       head_dim=self.qkv_dim)
 
     @property
     def qkv_dim(self) -> int:
