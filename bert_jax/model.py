@@ -186,9 +186,11 @@ class BertEncoder(nn.Module):
         else:
             cls_position = jnp.zeros_like(output_positions[:, :1])  # [B, 1]
             rows = jnp.concatenate([cls_position, output_positions], axis=1)  # [B, 1 + P]
-            gathered = self.encoder(x, mask, deterministic, rows,
-                                    key_lengths=key_lengths)  # [B, 1 + P, D]
-            cls, sequence_output = gathered[:, 0], gathered[:, 1:]  # [B, D], [B, P, D]
+            gathered = self.encoder(x, mask, deterministic, self._even_for_cudnn(rows),
+                                    key_lengths=key_lengths)  # [B, 1 + P (+ 1), D]
+            num_positions = output_positions.shape[1]
+            cls = gathered[:, 0]  # [B, D]
+            sequence_output = gathered[:, 1:1 + num_positions]  # [B, P, D]
         sequence_output = constrain(sequence_output, ACT_AXES)
         pooled_output = jnp.tanh(self.pooler(cls))  # [B, D]
         pooled_output = constrain(pooled_output, ("act_batch", "act_embed"))
@@ -203,6 +205,16 @@ class BertEncoder(nn.Module):
         if self.config.attention_implementation == "einsum":
             return (input_mask != 0)[:, None, None, :], None
         return None, jnp.sum(input_mask != 0, axis=-1, dtype=jnp.int32)
+
+    def _even_for_cudnn(self, rows: Array) -> Array:
+        """rows int [B, R] -> [B, R + R % 2] for the cudnn core (the [CLS] row repeated).
+
+        jax's cuDNN wrapper (0.10) checks every training call as if it had a bias, and with
+        a bias cuDNN takes only even query counts; BERT's 1 + max_predictions rows are odd
+        (21, 81). The extra row costs one query and is dropped by the caller."""
+        if self.config.attention_implementation != "cudnn" or rows.shape[1] % 2 == 0:
+            return rows
+        return jnp.concatenate([rows, rows[:, :1]], axis=1)  # [B, R + 1]
 
     def attend(self, x: Array) -> Array:
         """Tied output layer: x [B, P, D] -> logits [B, P, V] float32 (x @ E^T)."""

@@ -6,6 +6,7 @@ NVIDIA GPU, so here its wiring is checked: the call jax receives (implementation
 int32 lengths, bf16 operands) and the config errors that keep it from running wrong.
 """
 import dataclasses
+import re
 
 import flax.linen as nn
 import jax
@@ -198,10 +199,16 @@ def test_bert_scanned_layers_pass_key_lengths_to_every_layer():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_bert_cudnn_config_hands_jax_padding_as_int32_lengths(monkeypatch):
+@pytest.mark.parametrize("positions, last_layer_queries", [
+    (POSITIONS, 4),  # [CLS] + 3 rows
+    (np.concatenate([POSITIONS, POSITIONS[:, :1]], axis=1), 6),  # [CLS] + 4, made even
+])
+def test_bert_cudnn_config_hands_jax_padding_as_int32_lengths(monkeypatch, positions,
+                                                             last_layer_queries):
     """What cuDNN would get, recorded from the jax call: implementation 'cudnn', no mask,
-    key lengths = the real lengths (int32 [B]), bf16 Q/K/V [B, T, N, H]. The recorded call
-    then runs through XLA so the model's output can be checked against einsum too."""
+    key lengths = the real lengths (int32 [B]), bf16 Q/K/V [B, T, N, H], and an even number
+    of queries in the gathered last layer. The recorded call then runs through XLA so the
+    model's output can be checked against einsum too (the extra row is dropped)."""
     calls = []
     original = jax.nn.dot_product_attention
 
@@ -211,7 +218,7 @@ def test_bert_cudnn_config_hands_jax_padding_as_int32_lengths(monkeypatch):
 
     monkeypatch.setattr(jax.nn, "dot_product_attention", recording)
     cfg = BertConfig.from_dict(dict(TINY_BERT, dtype="bfloat16"))
-    batch = bert_batch()
+    batch = (*bert_batch()[:3], positions)
     params = nn.unbox(BertForPreTraining(cfg).init(jax.random.key(0), *batch))["params"]
     calls.clear()
     cudnn = dataclasses.replace(cfg, attention_implementation="cudnn")
@@ -223,10 +230,51 @@ def test_bert_cudnn_config_hands_jax_padding_as_int32_lengths(monkeypatch):
         lengths = call["key_value_seq_lengths"]
         assert lengths.dtype == jnp.int32 and lengths.tolist() == list(REAL_LENGTHS)
     assert calls[0]["shapes"] == ((B, 7, N, D // N), (B, 7, N, D // N))
-    assert calls[-1]["shapes"] == ((B, 1 + POSITIONS.shape[1], N, D // N), (B, 7, N, D // N))
+    assert calls[-1]["shapes"] == ((B, last_layer_queries, N, D // N), (B, 7, N, D // N))
     mlm_ref, _ = jax.jit(BertForPreTraining(cfg).apply)({"params": params}, *batch)
+    assert mlm.shape == mlm_ref.shape == (B, positions.shape[1], 29)
     np.testing.assert_allclose(np.asarray(mlm, np.float32), np.asarray(mlm_ref, np.float32),
                                rtol=0.05, atol=0.05)  # bf16: scaling order differs
+
+
+@pytest.fixture
+def cuda_probes_answer_hopper(monkeypatch):
+    """jax's cuDNN wrapper asks the GPU for cuDNN's version and compute capability before it
+    lowers. Stand-in answers (cuDNN 9.10, Hopper) let this CPU lower a step for CUDA, which
+    runs jax's own checks of what cuDNN's flash attention accepts (head dim, lengths)."""
+    from jax._src.cudnn import fused_attention_stablehlo as cudnn_attention
+
+    monkeypatch.setattr(cudnn_attention, "check_cudnn_version", lambda: 91000)
+    monkeypatch.setattr(cudnn_attention, "check_compute_capability", lambda capability: True)
+    monkeypatch.setattr(cudnn_attention, "is_cuda_compute_capability_equal",
+                        lambda capability: False)
+
+
+def test_bert_cudnn_training_step_lowers_for_cuda_with_odd_masked_rows(
+        cuda_probes_answer_hopper):
+    """The gradient of a bf16 BERT step with the cudnn core lowers to cuDNN's fused
+    attention, forward and backward, in every layer. jax (0.10) checks each training call as
+    if it had a bias, and with one cuDNN takes only even lengths: [CLS] + 4 masked rows
+    would be refused ("Unsupported sequence length Q 5"), so BERT asks for 6."""
+    cfg = BertConfig.from_dict(dict(TINY_BERT, dtype="bfloat16",
+                                    attention_implementation="cudnn"))
+    ids, mask, segments = padded_bert_inputs(29, (8, 5, 3), 8, seed=3)  # [B, 8]
+    positions = np.array([[1, 4, 6, 7], [0, 2, 4, 4], [1, 2, 2, 0]], np.int32)  # [B, 4]
+    xla = dataclasses.replace(cfg, attention_implementation="xla")
+    params = jax.eval_shape(lambda: nn.unbox(BertForPreTraining(xla).init(
+        jax.random.key(0), ids, mask, segments, positions))["params"])
+
+    def loss(params):
+        mlm, nsp = BertForPreTraining(cfg).apply(
+            {"params": params}, ids, mask, segments, positions, deterministic=False,
+            rngs={"dropout": jax.random.key(1)})  # [B, P, V], [B, 2]
+        return jnp.mean(mlm) + jnp.mean(nsp)
+
+    text = jax.jit(jax.grad(loss)).trace(params).lower(lowering_platforms=("cuda",)).as_text()
+    queries = re.findall(r"custom_call @__cudnn\$fmhaSoftmax\(.*?: \((tensor<[^>]+>)", text)
+    assert sorted(queries) == ["tensor<3x6x4x8xbf16>",  # last layer: [CLS] + 4, made even
+                               "tensor<3x8x4x8xbf16>"]  # first layer: all 8 positions
+    assert text.count("custom_call @__cudnn$fmhaSoftmaxBackward(") == cfg.num_layers
 
 
 @pytest.mark.parametrize("build, message", [
