@@ -250,14 +250,11 @@ def cuda_probes_answer_hopper(monkeypatch):
                         lambda capability: False)
 
 
-def test_bert_cudnn_training_step_lowers_for_cuda_with_odd_masked_rows(
-        cuda_probes_answer_hopper):
-    """The gradient of a bf16 BERT step with the cudnn core lowers to cuDNN's fused
-    attention, forward and backward, in every layer. jax (0.10) checks each training call as
-    if it had a bias, and with one cuDNN takes only even lengths: [CLS] + 4 masked rows
-    would be refused ("Unsupported sequence length Q 5"), so BERT asks for 6."""
+def bert_gradient_lowered_for_cuda(**overrides) -> str:
+    """StableHLO text of a bf16 cudnn BERT training gradient at batch 3, length 8 and
+    [CLS] + 4 masked rows (odd), lowered for CUDA."""
     cfg = BertConfig.from_dict(dict(TINY_BERT, dtype="bfloat16",
-                                    attention_implementation="cudnn"))
+                                    attention_implementation="cudnn", **overrides))
     ids, mask, segments = padded_bert_inputs(29, (8, 5, 3), 8, seed=3)  # [B, 8]
     positions = np.array([[1, 4, 6, 7], [0, 2, 4, 4], [1, 2, 2, 0]], np.int32)  # [B, 4]
     xla = dataclasses.replace(cfg, attention_implementation="xla")
@@ -270,11 +267,30 @@ def test_bert_cudnn_training_step_lowers_for_cuda_with_odd_masked_rows(
             rngs={"dropout": jax.random.key(1)})  # [B, P, V], [B, 2]
         return jnp.mean(mlm) + jnp.mean(nsp)
 
-    text = jax.jit(jax.grad(loss)).trace(params).lower(lowering_platforms=("cuda",)).as_text()
+    return jax.jit(jax.grad(loss)).trace(params).lower(lowering_platforms=("cuda",)).as_text()
+
+
+def test_bert_cudnn_training_step_lowers_for_cuda_with_odd_masked_rows(
+        cuda_probes_answer_hopper):
+    """The gradient of a bf16 BERT step with the cudnn core lowers to cuDNN's fused
+    attention, forward and backward, in every layer. jax (0.10) checks each training call as
+    if it had a bias, and with one cuDNN takes only even lengths: [CLS] + 4 masked rows
+    would be refused ("Unsupported sequence length Q 5"), so BERT asks for 6."""
+    text = bert_gradient_lowered_for_cuda()
     queries = re.findall(r"custom_call @__cudnn\$fmhaSoftmax\(.*?: \((tensor<[^>]+>)", text)
     assert sorted(queries) == ["tensor<3x6x4x8xbf16>",  # last layer: [CLS] + 4, made even
                                "tensor<3x8x4x8xbf16>"]  # first layer: all 8 positions
-    assert text.count("custom_call @__cudnn$fmhaSoftmaxBackward(") == cfg.num_layers
+    assert text.count("custom_call @__cudnn$fmhaSoftmaxBackward(") == 2  # one per layer
+
+
+@pytest.mark.parametrize("remat, forward_calls", [("none", 2), ("dots", 2), ("full", 4)])
+def test_remat_dots_keeps_the_cudnn_attention_forward(cuda_probes_answer_hopper, remat,
+                                                       forward_calls):
+    """remat='dots' saves the fused attention's outputs with the matmuls' (stacking.py), so
+    the backward pass does not run cuDNN's forward again; 'full' does, once per layer."""
+    text = bert_gradient_lowered_for_cuda(remat=remat)
+    assert text.count("custom_call @__cudnn$fmhaSoftmax(") == forward_calls
+    assert text.count("custom_call @__cudnn$fmhaSoftmaxBackward(") == 2
 
 
 @pytest.mark.parametrize("build, message", [

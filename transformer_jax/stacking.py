@@ -1,7 +1,8 @@
 """Layer stacks for deep models: rematerialization policies and scan over layers.
 
 ``remat`` trades compute for memory: the backward pass recomputes a layer's activations
-instead of keeping them (``full``), or keeps only the matmul outputs (``dots``; with
+instead of keeping them (``full``), or keeps only the matmul outputs (``dots``, which also
+keeps cuDNN's fused attention; with
 ``dots_no_batch`` only those without a batch dimension, i.e. weights-like products).
 ``scan_layers`` runs one layer body under ``nn.scan`` with parameters stacked on a leading
 ``layers`` axis: XLA compiles the layer once instead of L times (compile time flat in depth).
@@ -27,10 +28,24 @@ import numpy as np
 SCANNED = "layers"  # name of the scanned stack's module (and of its logical axis)
 _LAYER = re.compile(r"layer_(\d+)$")
 
+# jax's cuDNN attention forward (output and softmax statistics, which its backward reads).
+# It is a custom call, not a dot, so checkpoint_dots alone recomputes it in the backward
+# pass. jax names no checkpoint for it, so the policy matches the primitive by name; if jax
+# renames it the run stays correct and recomputes (test_attention_implementations lowers a
+# remat=dots step for CUDA and counts the forward calls).
+_CUDNN_ATTENTION_FORWARD = "dot_product_attention_fwd_wrapper"
+
+
+def _cudnn_attention_forward(primitive, *_, **__) -> bool:
+    return primitive.name == _CUDNN_ATTENTION_FORWARD
+
+
 # None: save nothing, recompute everything in the backward pass.
 REMAT_POLICIES: dict[str, Callable | None] = {
     "full": None,
-    "dots": jax.checkpoint_policies.checkpoint_dots,
+    # Matmul outputs, and the fused attention that stands for two matmuls and a softmax.
+    "dots": jax.checkpoint_policies.save_from_both_policies(
+        jax.checkpoint_policies.checkpoint_dots, _cudnn_attention_forward),
     "dots_no_batch": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
 }
 
