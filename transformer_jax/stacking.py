@@ -2,8 +2,8 @@
 
 ``remat`` trades compute for memory: the backward pass recomputes a layer's activations
 instead of keeping them (``full``), or keeps only the matmul outputs (``dots``, which also
-keeps cuDNN's fused attention; with
-``dots_no_batch`` only those without a batch dimension, i.e. weights-like products).
+keeps cuDNN's fused attention; with ``dots_no_batch`` only those without a batch dimension,
+i.e. weights-like products).
 ``scan_layers`` runs one layer body under ``nn.scan`` with parameters stacked on a leading
 ``layers`` axis: XLA compiles the layer once instead of L times (compile time flat in depth).
 
