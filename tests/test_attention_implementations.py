@@ -3,7 +3,9 @@ against ``xla`` (``jax.nn.dot_product_attention``), forward and backward, with p
 mask or as key lengths, in the attention layer, the Transformer (teacher forcing and the
 decoding cache) and BERT (plain, gathered rows, scanned, under dropout). ``cudnn`` needs an
 NVIDIA GPU, so here its wiring is checked: the call jax receives (implementation, padding as
-int32 lengths, bf16 operands) and the config errors that keep it from running wrong.
+int32 lengths, bf16 operands), the config errors that keep it from running wrong, and
+training and decoding steps lowered for CUDA on this CPU, where jax's own checks of what
+cuDNN accepts run (the GPU probes answered by the ``cuda_probes_answer_hopper`` fixture).
 """
 import dataclasses
 import re
@@ -291,6 +293,41 @@ def test_remat_dots_keeps_the_cudnn_attention_forward(cuda_probes_answer_hopper,
     text = bert_gradient_lowered_for_cuda(remat=remat)
     assert text.count("custom_call @__cudnn$fmhaSoftmax(") == forward_calls
     assert text.count("custom_call @__cudnn$fmhaSoftmaxBackward(") == 2
+
+
+def test_transformer_cudnn_training_and_decoding_lower_for_cuda(cuda_probes_answer_hopper):
+    """The Transformer's masks (packed segments, causal, cross) reach cuDNN as a bias: a bf16
+    training gradient on a packed batch of length 8 lowers to the biased fused kernel in all
+    6 attention calls (2 encoder, 2 x 2 decoder), forward and backward, and so does one
+    cached decoding step (inference: 4 decoder calls, no backward)."""
+    config = tiny_transformer_config(dtype="bfloat16", attention_dropout_rate=0.0)
+    xla, cudnn = (Transformer(dataclasses.replace(config, attention_implementation=core))
+                  for core in ("xla", "cudnn"))
+    ids = np.arange(3, 3 + 3 * 8).reshape(3, 8).astype(np.int32) % 10 + 3  # [B, 8]
+    segments = np.array([[1] * 5 + [2] * 3] * 3, np.int32)  # two packed examples per row
+    positions = np.array([list(range(5)) + list(range(3))] * 3, np.int32)
+    batch = (ids, ids, segments, positions, segments, positions)
+    params = nn.unbox(xla.init(jax.random.key(0), *batch))["params"]
+
+    def loss(params):
+        logits = cudnn.apply({"params": params}, *batch, deterministic=False,
+                             rngs={"dropout": jax.random.key(1)})  # [B, 8, V]
+        return jnp.mean(logits.astype(jnp.float32))
+
+    text = jax.jit(jax.grad(loss)).trace(params).lower(lowering_platforms=("cuda",)).as_text()
+    assert text.count("custom_call @__cudnn$fmhaScaleBiasSoftmax(") == 6
+    assert text.count("custom_call @__cudnn$fmhaScaleBiasSoftmaxBackward(") == 6
+
+    encoded = xla.apply({"params": params}, ids, method=Transformer.encode)  # [B, 8, D]
+    cache = incremental.init_cache(xla, params, encoded, ids, max_decode_len=8)
+
+    def step(params, encoded, tokens, cache):  # tokens [B, 1] -> logits [B, V], cache
+        return incremental.make_tokens_to_logits(cudnn, params, encoded, ids)(tokens, cache)
+
+    text = jax.jit(step).trace(params, encoded, jnp.ones((3, 1), jnp.int32), cache).lower(
+        lowering_platforms=("cuda",)).as_text()
+    assert text.count("custom_call @__cudnn$fmhaScaleBiasSoftmax(") == 4
+    assert "Backward" not in text
 
 
 @pytest.mark.parametrize("build, message", [
