@@ -252,6 +252,11 @@ def cuda_probes_answer_hopper(monkeypatch):
                         lambda capability: False)
 
 
+def lowered_for_cuda(fn, *args) -> str:
+    """StableHLO text of jit(fn)(*args) lowered for CUDA (needs cuda_probes_answer_hopper)."""
+    return jax.jit(fn).trace(*args).lower(lowering_platforms=("cuda",)).as_text()
+
+
 def bert_gradient_lowered_for_cuda(**overrides) -> str:
     """StableHLO text of a bf16 cudnn BERT training gradient at batch 3, length 8 and
     [CLS] + 4 masked rows (odd), lowered for CUDA."""
@@ -269,7 +274,7 @@ def bert_gradient_lowered_for_cuda(**overrides) -> str:
             rngs={"dropout": jax.random.key(1)})  # [B, P, V], [B, 2]
         return jnp.mean(mlm) + jnp.mean(nsp)
 
-    return jax.jit(jax.grad(loss)).trace(params).lower(lowering_platforms=("cuda",)).as_text()
+    return lowered_for_cuda(jax.grad(loss), params)
 
 
 def test_bert_cudnn_training_step_lowers_for_cuda_with_odd_masked_rows(
@@ -314,7 +319,7 @@ def test_transformer_cudnn_training_and_decoding_lower_for_cuda(cuda_probes_answ
                              rngs={"dropout": jax.random.key(1)})  # [B, 8, V]
         return jnp.mean(logits.astype(jnp.float32))
 
-    text = jax.jit(jax.grad(loss)).trace(params).lower(lowering_platforms=("cuda",)).as_text()
+    text = lowered_for_cuda(jax.grad(loss), params)
     assert text.count("custom_call @__cudnn$fmhaScaleBiasSoftmax(") == 6
     assert text.count("custom_call @__cudnn$fmhaScaleBiasSoftmaxBackward(") == 6
 
@@ -324,8 +329,7 @@ def test_transformer_cudnn_training_and_decoding_lower_for_cuda(cuda_probes_answ
     def step(params, encoded, tokens, cache):  # tokens [B, 1] -> logits [B, V], cache
         return incremental.make_tokens_to_logits(cudnn, params, encoded, ids)(tokens, cache)
 
-    text = jax.jit(step).trace(params, encoded, jnp.ones((3, 1), jnp.int32), cache).lower(
-        lowering_platforms=("cuda",)).as_text()
+    text = lowered_for_cuda(step, params, encoded, jnp.ones((3, 1), jnp.int32), cache)
     assert text.count("custom_call @__cudnn$fmhaScaleBiasSoftmax(") == 4
     assert "Backward" not in text
 
