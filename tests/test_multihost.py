@@ -2,12 +2,12 @@
 jax.distributed (gloo), started by `launch/local_multiprocess.sh` as a user would.
 
   * tiny BERT on 2 processes == 1 process of 8 devices, step for step (the pretraining
-    stream's global batches do not depend on the process count);
+    stream's global batches do not depend on the process count), until SIGTERM to one of
+    the two processes: both save the same step and exit 75; the run resumes on 1 process
+    with another mesh (fsdp) at the same data position, giving the uninterrupted run's
+    losses;
   * the tiny Transformer on 2 processes == one process fed the same global batches (its
-    hosts shard, shuffle and pack their own part of the corpus);
-  * SIGTERM to one of the two processes: both save the same step and exit 75; the run
-    resumes on 1 process with another mesh (fsdp) at the same data position, giving the
-    uninterrupted run's losses.
+    hosts shard, shuffle and pack their own part of the corpus).
 """
 import os
 import signal
@@ -99,18 +99,6 @@ def bert_reference(bert_flags, tmp_path_factory):
     return run_helpers.losses(str(workdir))
 
 
-def test_bert_two_processes_match_one(bert_flags, bert_reference, tmp_path):
-    out = finish(launch(2, 4, BERT, tmp_path, bert_flags + ["--config.num_train_steps=6"]))
-    assert "process 0 of 2: 4 local devices of 8" in out, out[-3000:]
-    assert "final:" in out, out[-3000:]
-    with open(tmp_path / "logs" / "process_1.log") as f:
-        other = f.read()
-    assert "step 1/6" not in other  # progress is logged by process 0 only
-    np.testing.assert_allclose(run_helpers.losses(str(tmp_path)), bert_reference[:6],
-                               rtol=2e-5)
-    assert run_helpers.checkpoint_steps(str(tmp_path)) == [6]
-
-
 def _wait_for(path, text, process, timeout=240) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -124,8 +112,10 @@ def _wait_for(path, text, process, timeout=240) -> None:
     raise AssertionError(f"no {text!r} in {path} after {timeout} s")
 
 
-def test_sigterm_to_one_process_saves_and_resumes_on_another_topology(
+def test_bert_two_processes_match_one_then_sigterm_to_one_saves_and_resumes_elsewhere(
         bert_flags, bert_reference, tmp_path):
+    """Steps 1..saved run on 2 processes and equal the 1-process reference; SIGTERM to one
+    process saves both at the same step; the resumed 1-process FSDP run continues it."""
     run = launch(2, 4, BERT, tmp_path, bert_flags + ["--config.num_train_steps=500"])
     _wait_for(tmp_path / "logs" / "process_0.log", "step 3/500", run)
     pids = subprocess.run(["pgrep", "-f", f"workdir={tmp_path} .*--process_id=1"],
@@ -136,8 +126,11 @@ def test_sigterm_to_one_process_saves_and_resumes_on_another_topology(
     assert run.returncode == PREEMPTED, out[-3000:]
     [saved] = run_helpers.checkpoint_steps(str(tmp_path))
     assert 3 <= saved <= 20, saved
+    assert "process 0 of 2: 4 local devices of 8" in out, out[-3000:]
     with open(tmp_path / "logs" / "process_1.log") as f:
-        assert f"preempted at step {saved} of 500" in f.read()
+        other = f.read()
+    assert f"preempted at step {saved} of 500" in other
+    assert "step 1/500" not in other  # progress is logged by process 0 only
     assert f"preempted at step {saved} of 500" in out
     # 1 process of 8 devices, FSDP instead of data parallel: same data position and losses.
     resumed = single(BERT, tmp_path, bert_flags + [
