@@ -25,10 +25,6 @@ from transformer_jax import runtime, stacking
 from transformer_jax.engine import checkpoint as ckpt
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("input", None, "Workdir (or its checkpoints/) to read.")
-flags.DEFINE_string("output", None, "New workdir to write the converted checkpoint into.")
-flags.DEFINE_enum("layout", None, ["scanned", "unscanned"], "The layout to convert to.")
-flags.mark_flags_as_required(["input", "output", "layout"])
 log = logging.getLogger("transformer_jax")
 
 VOCAB_FILES = ("vocab.txt", "vocab.model")
@@ -74,6 +70,14 @@ def convert(source: str, target: str, layout: str) -> int:
     return step
 
 
+def define_flags() -> None:
+    """Defined only when run as a program, so importing this module registers nothing."""
+    flags.DEFINE_string("input", None, "Workdir (or its checkpoints/) to read.")
+    flags.DEFINE_string("output", None, "New workdir to write the converted checkpoint into.")
+    flags.DEFINE_enum("layout", None, ["scanned", "unscanned"], "The layout to convert to.")
+    flags.mark_flags_as_required(["input", "output", "layout"])
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -88,4 +92,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=runtime.parse_flags)
