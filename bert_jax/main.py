@@ -29,9 +29,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     runtime.setup_host(("bert_jax",))
-    # Imported after set-up so TensorFlow never claims an accelerator.
-    import tensorflow as tf
-
+    one_line_errors = user_errors()  # imports TensorFlow, after the set-up
     from transformer_jax.engine.trainer import Preempted
 
     try:
@@ -47,11 +45,19 @@ def main(argv):
     except Preempted as stop:
         log.warning("%s", stop)
         sys.exit(runtime.PREEMPTED_EXIT_CODE)
-    except (FileNotFoundError, FileExistsError, ValueError, FloatingPointError,
-            distributed.JoinError, tf.errors.OpError) as error:
-        # Bad corpus or vocab, a workdir of another model, a NaN loss: one line, no traceback.
+    except one_line_errors as error:
         sys.exit(f"error: {runtime.last_line(error)}")
     log.info("final: %s", ", ".join(f"{k}={v:.6g}" for k, v in sorted(results.items())))
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """What ``main`` reports as one line, without a traceback: a bad corpus or vocab, a
+    workdir of another model, a NaN loss, a host that cannot join."""
+    # Imported here, after main's set-up, so TensorFlow never claims an accelerator.
+    import tensorflow as tf
+
+    return (FileNotFoundError, FileExistsError, ValueError, FloatingPointError,
+            distributed.JoinError, tf.errors.OpError)
 
 
 def train_once(config, workdir: str) -> dict[str, float]:
