@@ -1,26 +1,27 @@
 """Real multi-process runs on this machine: 2 processes x 4 CPU devices joined by
 jax.distributed (gloo), started by `launch/local_multiprocess.sh` as a user would.
 
-  * tiny BERT on 2 processes == 1 process of 8 devices, step for step (the pretraining
-    stream's global batches do not depend on the process count), until SIGTERM to one of
-    the two processes: both save the same step and exit 75; the run resumes on 1 process
-    with another mesh (fsdp) at the same data position, giving the uninterrupted run's
-    losses;
+  * tiny BERT data-parallel on 2 processes == 1 process of 8 devices with FSDP, step for
+    step (the pretraining stream's global batches do not depend on the process count),
+    until SIGTERM to one of the two processes: both save the same step and exit 75; the
+    run resumes on 1 process with the other mesh at the same data position, giving the
+    uninterrupted run's losses;
   * the tiny Transformer on 2 processes == one process fed the same global batches (its
     hosts shard, shuffle and pack their own part of the corpus).
 """
+import logging
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
 import run_helpers
-from configs import transformer_demo
+from bert_jax import main as bert_main
+from configs import bert_pretrain, transformer_demo
 from bert_data_helpers import WORDS, write_corpus
 from trainer_helpers import word_pairs, write_lines
 from transformer_jax.engine.trainer import Trainer
@@ -55,47 +56,45 @@ def finish(process, timeout=400) -> str:
     return out
 
 
-def single(config, workdir, flags, devices=8, timeout=300):
-    """One process of ``devices`` CPU devices, through the same CLI."""
-    module = "bert_jax.main" if config.startswith("configs/bert") else "transformer_jax.main"
-    return subprocess.run(
-        [sys.executable, "-m", module, f"--config={config}", f"--workdir={workdir}", *flags],
-        cwd=REPO, env=dict(env(), XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}"),
-        capture_output=True, text=True, timeout=timeout)
-
-
 # ---------------------------------------------------------------------------------- BERT
 
 BERT = "configs/bert_pretrain.py:size=tiny"
 
 
 @pytest.fixture(scope="module")
-def bert_flags(tmp_path_factory):
+def bert_overrides(tmp_path_factory):
     root = tmp_path_factory.mktemp("bert_data")
     corpus = write_corpus(str(root / "docs.txt"))
     held_out = write_corpus(str(root / "held_out.txt"), num_documents=5, seed=7)
     vocab = root / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "."]
                                + sorted(set(WORDS))) + "\n")
-    return ["--config.data.source=files", f"--config.data.input_files={corpus}",
-            f"--config.data.eval_input_files={held_out}", f"--config.data.vocab_file={vocab}",
-            "--config.data.max_seq_length=23", "--config.data.max_predictions_per_seq=5",
-            "--config.model.num_layers=2", "--config.model.hidden_size=32",
-            "--config.model.num_heads=4", "--config.model.intermediate_size=37",
-            "--config.model.max_position_embeddings=29", "--config.batch_size=8",
-            "--config.eval_batch_size=8", "--config.log_every=1", "--config.eval_every=0",
-            "--config.checkpoint_every=1000", "--config.optimizer.warmup_steps=2",
+    return {"data.source": "files", "data.input_files": corpus,
+            "data.eval_input_files": held_out, "data.vocab_file": str(vocab),
+            "data.max_seq_length": 23, "data.max_predictions_per_seq": 5,
+            "model.num_layers": 2, "model.hidden_size": 32, "model.num_heads": 4,
+            "model.intermediate_size": 37, "model.max_position_embeddings": 29,
+            "batch_size": 8, "eval_batch_size": 8, "log_every": 1, "eval_every": 0,
+            "checkpoint_every": 1000, "optimizer.warmup_steps": 2,
             # A schedule that does not depend on num_train_steps: runs of different lengths
             # (and a resumed one) follow the same learning rates.
-            "--config.optimizer.decay_steps=500"]
+            "optimizer.decay_steps": 500}
+
+
+def bert_in_this_process(overrides: dict, workdir, **more) -> dict[str, float]:
+    """One process of this test process's 8 devices, FSDP: the reference, and the mesh the
+    2-process data-parallel run resumes on. (Both in-process, so the resumed run reuses
+    the reference's compiled steps from the XLA cache.)"""
+    config = bert_pretrain.get_config("size=tiny")
+    run_helpers.override(config, {**overrides, "sharding.preset": "fsdp", **more})
+    return bert_main.train_once(config, str(workdir))
 
 
 @pytest.fixture(scope="module")
-def bert_reference(bert_flags, tmp_path_factory):
-    """One process, 8 devices, 24 uninterrupted steps."""
+def bert_reference(bert_overrides, tmp_path_factory):
+    """24 uninterrupted steps."""
     workdir = tmp_path_factory.mktemp("bert_single")
-    result = single(BERT, workdir, bert_flags + ["--config.num_train_steps=24"])
-    assert result.returncode == 0, result.stderr[-3000:]
+    bert_in_this_process(bert_overrides, workdir, num_train_steps=24)
     return run_helpers.losses(str(workdir))
 
 
@@ -113,10 +112,12 @@ def _wait_for(path, text, process, timeout=240) -> None:
 
 
 def test_bert_two_processes_match_one_then_sigterm_to_one_saves_and_resumes_elsewhere(
-        bert_flags, bert_reference, tmp_path):
-    """Steps 1..saved run on 2 processes and equal the 1-process reference; SIGTERM to one
-    process saves both at the same step; the resumed 1-process FSDP run continues it."""
-    run = launch(2, 4, BERT, tmp_path, bert_flags + ["--config.num_train_steps=500"])
+        bert_overrides, bert_reference, tmp_path, caplog):
+    """Steps 1..saved run data-parallel on 2 processes and equal the 1-process FSDP
+    reference; SIGTERM to one process saves both at the same step; the run resumes on
+    1 process with FSDP and continues the reference."""
+    flags = [f"--config.{key}={value}" for key, value in bert_overrides.items()]
+    run = launch(2, 4, BERT, tmp_path, flags + ["--config.num_train_steps=500"])
     _wait_for(tmp_path / "logs" / "process_0.log", "step 3/500", run)
     pids = subprocess.run(["pgrep", "-f", f"workdir={tmp_path} .*--process_id=1"],
                           capture_output=True, text=True).stdout.split()
@@ -132,11 +133,10 @@ def test_bert_two_processes_match_one_then_sigterm_to_one_saves_and_resumes_else
     assert f"preempted at step {saved} of 500" in other
     assert "step 1/500" not in other  # progress is logged by process 0 only
     assert f"preempted at step {saved} of 500" in out
-    # 1 process of 8 devices, FSDP instead of data parallel: same data position and losses.
-    resumed = single(BERT, tmp_path, bert_flags + [
-        f"--config.num_train_steps={saved + 3}", "--config.sharding.preset=fsdp"])
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"resuming from checkpoint at step {saved}" in resumed.stderr
+    # Same data position and losses on the other mesh.
+    with caplog.at_level(logging.INFO, logger="transformer_jax"):
+        bert_in_this_process(bert_overrides, tmp_path, num_train_steps=saved + 3)
+    assert f"resuming from checkpoint at step {saved}" in caplog.text
     by_step = run_helpers.scalars(str(tmp_path), "train/loss")
     np.testing.assert_allclose([by_step[s] for s in range(1, saved + 4)],
                                bert_reference[:saved + 3], rtol=2e-5)
