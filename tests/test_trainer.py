@@ -9,8 +9,10 @@ test_trainer_main.py; the corpus and config helpers they share are in trainer_he
 
 Each Trainer run costs a few compilations, so runs are shared through module fixtures:
 ``dp_run`` (6 uninterrupted steps) is the reference that resume, restore, ``init_from`` and
-averaging are compared with. Per-step losses are read back from the TensorBoard event files
-the trainer writes (``log_every=1``), the same numbers a user sees.
+averaging are compared with; ``fsdp_run`` is the fsdp preset's run, made under
+``jax.transfer_guard("disallow")`` with BLEU decoding at the end. Per-step losses are read
+back from the TensorBoard event files the trainer writes (``log_every=1``), the same numbers
+a user sees.
 """
 import os
 import shutil
@@ -84,6 +86,23 @@ def dp_run(corpus, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def fsdp_run(corpus, tmp_path_factory):
+    """6 fsdp steps with a checkpoint every step, an eval and BLEU decoding at the end, all
+    under jax.transfer_guard("disallow")."""
+    workdir = str(tmp_path_factory.mktemp("fsdp_run"))
+    config = make_config(corpus, "fsdp", checkpoint_every=1,
+                         **{"predict.bleu_split": "eval", "predict.num_bleu_examples": 3,
+                            "predict.max_decode_len": 16})
+    task = TranslationTask(config, workdir)
+    with captured_warnings("transformer_jax.engine.sharding") as warned:
+        with jax.transfer_guard("disallow"):
+            trainer = Trainer(config, workdir, task)
+            results = trainer.run()
+    return types.SimpleNamespace(trainer=trainer, losses=losses(workdir), results=results,
+                                 warnings=list(warned))
+
+
+@pytest.fixture(scope="module")
 def one_device_losses(corpus, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("one_device")
     config = make_config(corpus, "dp", checkpoint_every=1000)
@@ -110,10 +129,11 @@ def preempted_workdir(corpus, tmp_path_factory):
 
 
 @pytest.mark.parametrize("preset", ["dp", "fsdp", "fsdp_tp"])
-def test_preset_layout_and_loss_match_one_device(preset, corpus, dp_run, one_device_losses,
-                                                 tmp_path):
-    if preset == "dp":
-        trainer, run_losses, warned = dp_run.trainer, dp_run.losses, dp_run.warnings
+def test_preset_layout_and_loss_match_one_device(preset, corpus, dp_run, fsdp_run,
+                                                 one_device_losses, tmp_path):
+    if preset in ("dp", "fsdp"):
+        shared = dp_run if preset == "dp" else fsdp_run
+        trainer, run_losses, warned = shared.trainer, shared.losses, shared.warnings
     else:
         with captured_warnings("transformer_jax.engine.sharding") as warned:
             trainer = run(make_config(corpus, preset, checkpoint_every=1000), tmp_path)
@@ -161,17 +181,11 @@ def test_fit_spec_replicates_indivisible_dims_with_a_warning():
         "sharding: v dim 12 not divisible by mesh axes ('fsdp', 'tensor'); replicated"]
 
 
-def test_training_makes_no_implicit_host_to_device_copies(corpus, tmp_path):
-    """Init, steps, eval, BLEU decoding and checkpoints under jax.transfer_guard('disallow'):
-    every batch reaches the devices through an explicit, sharded placement."""
-    config = make_config(corpus, "fsdp", num_train_steps=2, checkpoint_every=1,
-                         **{"predict.bleu_split": "eval", "predict.num_bleu_examples": 3,
-                            "predict.max_decode_len": 16})
-    workdir = str(tmp_path / "guarded")
-    task = TranslationTask(config, workdir)
-    with jax.transfer_guard("disallow"):
-        results = Trainer(config, workdir, task).run()
-    assert {"eval/nll", "eval/bleu"} <= set(results)
+def test_training_makes_no_implicit_host_to_device_copies(fsdp_run):
+    """Init, steps, eval, BLEU decoding and checkpoints ran under the transfer guard: every
+    batch reached the devices through an explicit, sharded placement."""
+    assert {"eval/nll", "eval/bleu"} <= set(fsdp_run.results)
+    assert checkpoint_steps(fsdp_run.trainer.workdir) == list(range(2, STEPS + 1))
 
 
 # ----------------------------------------------------------------------------- checkpoints
