@@ -26,6 +26,14 @@ def tiny_bert_config():
     return c
 
 
+def tiny_transformer_config(dtype: str = "float32"):
+    c = transformer_wmt.get_config("tiny")
+    c.model.update(dict(d_model=32, num_heads=4, d_ff=37, num_encoder_layers=1,
+                        num_decoder_layers=1, dtype=dtype))
+    c.data.vocab_size = 101
+    return c
+
+
 def test_bert_synthetic_batch_is_a_valid_masked_batch():
     batch = bert_bench.synthetic_batch(3, 23, 5, vocab_size=53)
     positions = batch["masked_lm_positions"]
@@ -100,9 +108,7 @@ def test_bert_bench_alternates_with_hugging_face_and_pools_its_times(monkeypatch
 
 
 def test_transformer_bench_reports_consistent_numbers(capsys):
-    config = transformer_wmt.get_config("tiny")
-    config.data.vocab_size = 101
-    results = transformer_bench.report(config, batch_size=8, source_length=7, target_length=5,
+    results = transformer_bench.report(tiny_transformer_config(), batch_size=8, source_length=7, target_length=5,
                                        steps=2, warmup=1, peak_size=128)
     assert results["tokens_per_s"] == pytest.approx(8 * 12 / results["step_s"])
     assert results["model_flops"] > 0 and "MFU" in capsys.readouterr().out
@@ -113,10 +119,7 @@ def test_bench_reports_datasheet_mfu_where_the_chip_is_known(monkeypatch, capsys
     looked up for the compute dtype (the parameters stay float32)."""
     monkeypatch.setattr(device_peaks, "datasheet_peak_flops",
                         lambda kind, dtype: 1e12 if jnp.dtype(dtype) == jnp.bfloat16 else None)
-    config = transformer_wmt.get_config("tiny")
-    config.data.vocab_size = 101
-    config.model.dtype = "bfloat16"
-    results = transformer_bench.report(config, batch_size=8, source_length=7, target_length=5,
+    results = transformer_bench.report(tiny_transformer_config("bfloat16"), batch_size=8, source_length=7, target_length=5,
                                        steps=2, warmup=1, peak_size=128)
     assert results["mfu_datasheet"] == pytest.approx(
         results["model_flops"] / results["step_s"] / (8 * 1e12))
