@@ -250,12 +250,13 @@ def test_training_reads_tfrecords_written_offline(corpus, reference, tmp_path):
         f"train-{i:05d}-of-00003.tfrecord" for i in range(3)]
     with pytest.raises(FileExistsError, match="exists"):
         write_tfrecords.write(corpus, vocab, str(tmp_path / "train"), num_shards=3)
-    config = make_config(corpus, num_train_steps=3, eval_every=3, checkpoint_every=3)
+    # The reference's config but the data: the same compiled steps.
+    config = make_config(corpus)
     config.data.update(dict(source="tfrecords", input_files=str(tmp_path / "train-*"),
                             eval_input_files=str(tmp_path / "eval-*"), vocab_file=vocab))
     workdir = str(tmp_path / "work")
     run(config, workdir)
-    assert sorted(run_helpers.scalars(workdir, "train/mlm_loss")) == [1, 2, 3]
+    assert sorted(run_helpers.scalars(workdir, "train/mlm_loss")) == list(range(1, STEPS + 1))
     # The workdir keeps a copy of the vocab (fine-tuning's init_checkpoint reads it there),
     # and refuses another one later.
     with open(vocab) as given, open(os.path.join(workdir, "vocab.txt")) as kept:
@@ -266,7 +267,7 @@ def test_training_reads_tfrecords_written_offline(corpus, reference, tmp_path):
     with pytest.raises(ValueError, match="differs from .*the vocab this workdir was trained"):
         PretrainingTask(config, workdir)
     config.data.vocab_file = vocab
-    assert 0.0 <= run_helpers.scalars(workdir, "eval/nsp_accuracy")[3] <= 1.0
+    assert 0.0 <= run_helpers.scalars(workdir, "eval/nsp_accuracy")[STEPS] <= 1.0
     # Longer pairs than the run's max_seq_length are refused with the fix.
     config.data.max_seq_length = 17
     config.data.max_predictions_per_seq = 3
