@@ -1,23 +1,21 @@
 """Checkpoints that survive accidents: a save killed half-way is never restored, a
 truncated latest checkpoint is reported and set aside (the previous one resumes, with the
-uninterrupted run's losses), and SIGTERM saves a restorable checkpoint and exits 75."""
-import logging
+uninterrupted run's losses), and no readable checkpoint is an error that moves nothing.
+(SIGTERM through the CLI is in test_trainer_main.)"""
 import os
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
 
 import run_helpers
 import trainer_helpers
-from configs import transformer_demo
 from trainer_helpers import captured_warnings, make_config, run
 from transformer_jax.engine import checkpoint as ckpt
-from transformer_jax.engine.trainer import Trainer, train_and_evaluate
+from transformer_jax.engine.trainer import Trainer
 from transformer_jax.translation.task import TranslationTask
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -97,48 +95,3 @@ def test_a_save_killed_half_way_is_never_restored(tmp_path):
     assert manager.all_steps() == [1]
     assert ckpt.read_metadata(manager, 1) == {"step": 1}
     manager.close()
-
-
-# The README's demo config shrunk.
-SMALL_DEMO = {"log_every": 1, "checkpoint_every": 1000, "eval_every": 0, "batch_size": 16,
-              "model.d_model": 32, "model.d_ff": 37, "model.num_encoder_layers": 1,
-              "model.num_decoder_layers": 1, "data.vocab_size": 200,
-              "data.max_source_length": 24, "data.max_target_length": 24,
-              "data.shuffle_buffer": 1000, "predict.num_bleu_examples": 8,
-              "predict.max_decode_len": 24}
-
-
-def test_sigterm_saves_a_restorable_checkpoint_and_exits_75(tmp_path, caplog):
-    """The small demo stopped by SIGTERM mid-run through the CLI, then resumed in-process."""
-    flags = ["--config=configs/transformer_demo.py", f"--workdir={tmp_path}",
-             "--config.num_train_steps=2000",
-             *[f"--config.{key}={value}" for key, value in SMALL_DEMO.items()]]
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    log_path = tmp_path / "log.txt"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "transformer_jax.main", *flags],
-                                   cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 240
-        while "step 3/2000" not in log_path.read_text():
-            assert process.poll() is None and time.time() < deadline, log_path.read_text()
-            time.sleep(0.2)
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=120)
-    text = log_path.read_text()
-    assert process.returncode == 75, text[-3000:]
-    [saved] = run_helpers.checkpoint_steps(str(tmp_path))
-    assert 3 <= saved < 2000
-    assert f"preempted at step {saved} of 2000" in text and "Traceback" not in text
-    config = transformer_demo.get_config()
-    # No BLEU at the end: beam search is not what this test is about.
-    run_helpers.override(config, {**SMALL_DEMO, "num_train_steps": saved + 2,
-                                  "predict.bleu_split": ""})
-    with caplog.at_level(logging.INFO, logger="transformer_jax"):
-        train_and_evaluate(config, str(tmp_path), TranslationTask(config, str(tmp_path)))
-    assert f"resuming from checkpoint at step {saved}" in caplog.text
-    assert run_helpers.checkpoint_steps(str(tmp_path)) == [saved, saved + 2]
-    # Goodput: the time from the preemption save to the resume is reported as lost.
-    assert "since the checkpoint was saved" in caplog.text
-    lost = run_helpers.scalars(str(tmp_path), "perf/lost_to_restarts_s")
-    assert lost[saved + 1] > 0.0 and lost[1] == 0.0
-    assert 0.0 < run_helpers.scalars(str(tmp_path), "perf/goodput")[saved + 2] < 1.0
