@@ -33,33 +33,32 @@ assert jax.device_count() == 8, f"tests need 8 simulated devices, got {jax.devic
 # Longest modules first, so the two CI workers finish together. xdist's default order for
 # --dist loadfile is by test count, which put the few-test, compile-heavy modules (multihost,
 # 3 tests, 341 s) last and left one worker alone for the last ~4.5 minutes of a 28-minute run.
-# Seconds per module from `pytest --durations=0 -n 2 --dist loadfile` at aa88765 on 2 cores
-# (marked ~: changed since, estimated from the cuts measured alone, x1.3 for two workers);
-# modules not listed (each under 40 s) follow in collection order. Re-measure when a module
-# grows: the order only balances the run, it never changes what a test checks.
+# Seconds per module from `pytest --durations=0 -n 2 --dist loadfile` on 2 cores, one run
+# at 2026-12-07 (1732 s wall, 3381 s of test time); modules not listed (each under
+# 40 s) follow in collection order. Re-measure when a module grows: the order only balances
+# the run, it never changes what a test checks.
 _MEASURED_SLOWEST_FIRST = (
-    "test_trainer",  # ~350
-    "test_multihost",  # ~280
-    "test_bert_pretraining",  # ~195
-    "test_finetuning_heads",  # 192
-    "test_stacking",  # ~185
-    "test_finetuning_classification",  # ~184
-    "test_trainer_main",  # ~180 (the SIGTERM test moved here)
-    "test_bench",  # ~164
-    "test_attention_implementations",  # 160
-    "test_checkpoint_safety",  # ~130
-    "test_translate_visualize",  # 125
-    "test_topic_demo",  # 103
-    "test_bert_model",  # 96
-    "test_finetuning_ner_swag",  # 94
-    "test_encoder_output_positions",  # 91
-    "test_model",  # 82
-    "test_bert_interop",  # 79
-    "test_memory",  # ~76
-    "test_trainer_errors",  # 62
-    "test_finetuning_squad",  # 61
-    "test_bert_pretraining_data",  # 55
-    "test_host_memory",  # ~45
+    "test_multihost",  # 430
+    "test_trainer",  # 349
+    "test_trainer_main",  # 217
+    "test_bert_pretraining",  # 199
+    "test_stacking",  # 197
+    "test_finetuning_heads",  # 196
+    "test_attention_implementations",  # 169
+    "test_finetuning_classification",  # 162
+    "test_bench",  # 159
+    "test_translate_visualize",  # 151
+    "test_checkpoint_safety",  # 142
+    "test_topic_demo",  # 101
+    "test_model",  # 96
+    "test_bert_model",  # 92
+    "test_memory",  # 85
+    "test_finetuning_ner_swag",  # 85
+    "test_finetuning_squad",  # 59
+    "test_bert_pretraining_data",  # 57
+    "test_encoder_output_positions",  # 56
+    "test_bert_interop",  # 55
+    "test_trainer_errors",  # 44
 )
 
 
