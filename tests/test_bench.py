@@ -108,8 +108,8 @@ def test_bert_bench_alternates_with_hugging_face_and_pools_its_times(monkeypatch
 
 
 def test_transformer_bench_reports_consistent_numbers(capsys):
-    results = transformer_bench.report(tiny_transformer_config(), batch_size=8, source_length=7, target_length=5,
-                                       steps=2, warmup=1, peak_size=128)
+    results = transformer_bench.report(tiny_transformer_config(), batch_size=8, source_length=7,
+                                       target_length=5, steps=2, warmup=1, peak_size=128)
     assert results["tokens_per_s"] == pytest.approx(8 * 12 / results["step_s"])
     assert results["model_flops"] > 0 and "MFU" in capsys.readouterr().out
 
@@ -119,7 +119,8 @@ def test_bench_reports_datasheet_mfu_where_the_chip_is_known(monkeypatch, capsys
     looked up for the compute dtype (the parameters stay float32)."""
     monkeypatch.setattr(device_peaks, "datasheet_peak_flops",
                         lambda kind, dtype: 1e12 if jnp.dtype(dtype) == jnp.bfloat16 else None)
-    results = transformer_bench.report(tiny_transformer_config("bfloat16"), batch_size=8, source_length=7, target_length=5,
+    results = transformer_bench.report(tiny_transformer_config("bfloat16"), batch_size=8,
+                                       source_length=7, target_length=5,
                                        steps=2, warmup=1, peak_size=128)
     assert results["mfu_datasheet"] == pytest.approx(
         results["model_flops"] / results["step_s"] / (8 * 1e12))

@@ -81,8 +81,9 @@ def test_sigterm_saves_a_restorable_checkpoint_and_exits_75(demo_workdir, tmp_pa
     overrides = {**SMALL_DEMO, "log_every": 1, "checkpoint_every": 1000}
     log_path = tmp_path / "log.txt"
     with open(log_path, "w") as log:
-        process = subprocess.Popen(_command(tmp_path, *_flags({**overrides, "num_train_steps": 2000})),
-                                   cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+        command = _command(tmp_path, *_flags({**overrides, "num_train_steps": 2000}))
+        process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=log,
+                                   stderr=subprocess.STDOUT)
         deadline = time.time() + 240
         while "step 3/2000" not in log_path.read_text():
             assert process.poll() is None and time.time() < deadline, log_path.read_text()
