@@ -23,6 +23,11 @@ def override(config, overrides: dict) -> None:
         target[name] = value
 
 
+def as_flags(overrides: dict) -> list[str]:
+    """The same overrides as command-line flags, for a CLI run in a subprocess."""
+    return [f"--config.{key}={value}" for key, value in overrides.items()]
+
+
 def event_files(workdir: str) -> set[str]:
     return set(glob.glob(os.path.join(workdir, "events.out.tfevents.*")))
 

@@ -116,8 +116,8 @@ def test_bert_two_processes_match_one_then_sigterm_to_one_saves_and_resumes_else
     """Steps 1..saved run data-parallel on 2 processes and equal the 1-process FSDP
     reference; SIGTERM to one process saves both at the same step; the run resumes on
     1 process with FSDP and continues the reference."""
-    flags = [f"--config.{key}={value}" for key, value in bert_overrides.items()]
-    run = launch(2, 4, BERT, tmp_path, flags + ["--config.num_train_steps=500"])
+    flags = run_helpers.as_flags({**bert_overrides, "num_train_steps": 500})
+    run = launch(2, 4, BERT, tmp_path, flags)
     _wait_for(tmp_path / "logs" / "process_0.log", "step 3/500", run)
     pids = subprocess.run(["pgrep", "-f", f"workdir={tmp_path} .*--process_id=1"],
                           capture_output=True, text=True).stdout.split()
@@ -185,7 +185,7 @@ class SameGlobalBatches:
 
 def test_transformer_two_processes_match_one_with_the_same_global_batches(
         translation_overrides, tmp_path):
-    flags = [f"--config.{key}={value}" for key, value in translation_overrides.items()]
+    flags = run_helpers.as_flags(translation_overrides)
     out = finish(launch(2, 4, TRANSFORMER, tmp_path / "two", flags))
     assert "final:" in out, out[-3000:]
     config = transformer_demo.get_config()

@@ -131,8 +131,8 @@ def preempted_workdir(corpus, tmp_path_factory):
 @pytest.mark.parametrize("preset", ["dp", "fsdp", "fsdp_tp"])
 def test_preset_layout_and_loss_match_one_device(preset, corpus, dp_run, fsdp_run,
                                                  one_device_losses, tmp_path):
-    if preset in ("dp", "fsdp"):
-        shared = dp_run if preset == "dp" else fsdp_run
+    shared = {"dp": dp_run, "fsdp": fsdp_run}.get(preset)
+    if shared:
         trainer, run_losses, warned = shared.trainer, shared.losses, shared.warnings
     else:
         with captured_warnings("transformer_jax.engine.sharding") as warned:

@@ -37,10 +37,6 @@ def _env() -> dict:
                 XLA_FLAGS="--xla_force_host_platform_device_count=8")
 
 
-def _flags(overrides: dict) -> list[str]:
-    return [f"--config.{key}={value}" for key, value in overrides.items()]
-
-
 def _command(workdir, *flags) -> list[str]:
     return [sys.executable, "-m", "transformer_jax.main", "--config=configs/transformer_demo.py",
             f"--workdir={workdir}", *flags]
@@ -55,7 +51,8 @@ def _main(workdir, *flags, timeout=300):
 def demo_workdir(tmp_path_factory) -> str:
     """The README's main job, shrunk: 20 steps on the demo corpus, BLEU on 16 sentences."""
     workdir = str(tmp_path_factory.mktemp("demo"))
-    result = _main(workdir, *_flags({**SMALL_DEMO, "num_train_steps": 20, "log_every": 5}))
+    flags = run_helpers.as_flags({**SMALL_DEMO, "num_train_steps": 20, "log_every": 5})
+    result = _main(workdir, *flags)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "final:" in result.stderr and "eval/bleu=" in result.stderr, result.stderr[-4000:]
     return workdir
@@ -81,7 +78,7 @@ def test_sigterm_saves_a_restorable_checkpoint_and_exits_75(demo_workdir, tmp_pa
     overrides = {**SMALL_DEMO, "log_every": 1, "checkpoint_every": 1000}
     log_path = tmp_path / "log.txt"
     with open(log_path, "w") as log:
-        command = _command(tmp_path, *_flags({**overrides, "num_train_steps": 2000}))
+        command = _command(tmp_path, *run_helpers.as_flags({**overrides, "num_train_steps": 2000}))
         process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=log,
                                    stderr=subprocess.STDOUT)
         deadline = time.time() + 240
