@@ -71,7 +71,7 @@ def test_no_readable_checkpoint_is_an_error_that_moves_nothing(corpus, tmp_path)
 
 
 KILLED_MID_SAVE = textwrap.dedent("""
-    import os, signal, sys
+    import os, signal, sys, time
     import jax, jax.numpy as jnp
     from transformer_jax.engine import checkpoint as ckpt
     manager = ckpt.make_manager(sys.argv[1], async_save=True)
@@ -80,6 +80,12 @@ KILLED_MID_SAVE = textwrap.dedent("""
     manager.wait_until_finished()
     big = {"w": jnp.ones((4096, 4096)), "v": jnp.ones((4096, 4096))}  # 128 MB: a slow save
     ckpt.save(manager, 2, big, {"step": 2}, force=True)
+    # Wait for step 2's temporary directory (the save's thread may not have begun yet).
+    directory = os.path.join(sys.argv[1], "checkpoints")
+    while not any(name.startswith("2.") for name in os.listdir(directory)):
+        if "2" in os.listdir(directory):
+            sys.exit("step 2 was committed before the kill: make it bigger")
+        time.sleep(0.001)
     os.kill(os.getpid(), signal.SIGKILL)  # the host dies while step 2 is being written
 """)
 
