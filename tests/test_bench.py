@@ -128,25 +128,39 @@ def test_bench_reports_datasheet_mfu_where_the_chip_is_known(monkeypatch, capsys
         capsys.readouterr().out)
 
 
-def test_bert_bench_runs_without_tensorflow():
+TINY_BENCH_FLAGS = {
+    "bert_jax": ["--config=configs/bert_pretrain.py:size=tiny", "--config.model.num_layers=1",
+                 "--config.model.hidden_size=32", "--config.model.num_heads=4",
+                 "--config.model.intermediate_size=37",
+                 "--config.model.max_position_embeddings=32", "--config.data.vocab_size=53",
+                 "--config.data.max_seq_length=23", "--config.data.max_predictions_per_seq=5",
+                 "--batch_size=8", "--compare_hf=no"],
+    "transformer_jax": ["--config=configs/transformer_wmt.py:size=tiny",
+                        "--config.model.d_model=32", "--config.model.num_heads=4",
+                        "--config.model.d_ff=37", "--config.model.num_encoder_layers=1",
+                        "--config.model.num_decoder_layers=1", "--config.data.vocab_size=101",
+                        "--batch_size=8", "--source_length=7", "--target_length=5"],
+}
+
+
+BATCH_LINE = {"bert_jax": "batch 8 x seq 23", "transformer_jax": "batch: 8 x (7 source + 5 target)"}
+
+
+@pytest.mark.parametrize("package", sorted(TINY_BENCH_FLAGS))
+def test_bench_runs_without_tensorflow(package):
     """Accelerator images often carry JAX but not TensorFlow (too big to bring along): the
-    bench times synthetic batches, so nothing on its path may import TensorFlow."""
+    benches time synthetic batches, so nothing on their path may import TensorFlow."""
     hide = ("import sys\n"
             "for name in ('tensorflow', 'tensorflow_text', 'tensorflow_datasets'):\n"
             "    sys.modules[name] = None  # as if not installed\n"
-            "from bert_jax import bench\n"
+            f"from {package} import bench\n"
             "bench.cli()\n")
-    tiny = ["--config.model.num_layers=1", "--config.model.hidden_size=32",
-            "--config.model.num_heads=4", "--config.model.intermediate_size=37",
-            "--config.model.max_position_embeddings=32", "--config.data.vocab_size=53",
-            "--config.data.max_seq_length=23", "--config.data.max_predictions_per_seq=5"]
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     result = subprocess.run(
-        [sys.executable, "-c", hide, "--config=configs/bert_pretrain.py:size=tiny", *tiny,
-         "--batch_size=8", "--steps=1", "--warmup=0", "--peak_size=64", "--compare_hf=no"],
-        cwd=repo, capture_output=True, text=True, timeout=300)
+        [sys.executable, "-c", hide, *TINY_BENCH_FLAGS[package], "--steps=1", "--warmup=0",
+         "--peak_size=64"], cwd=repo, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "batch 8 x seq 23" in result.stdout and "MFU (datasheet)" in result.stdout
+    assert BATCH_LINE[package] in result.stdout and "MFU (datasheet)" in result.stdout
 
 
 def test_device_memory_is_the_fullest_devices_peak(monkeypatch):

@@ -1,17 +1,23 @@
-"""Raw sentence pairs: TFDS, local parallel files, or the built-in demo corpus.
+"""Raw sentence pairs: TFDS, local parallel files, or the built-in demo corpus; the split a
+config names (``raw_pairs``), and the shared vocabulary trained from its training pairs.
 
 Every source returns a `tf.data.Dataset` of `{"source": tf.string, "target": tf.string}` in a
 fixed order (no shuffling here: the pipeline shards by host first, then shuffles).
 """
 from __future__ import annotations
 
+import os
+
+import ml_collections
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from transformer_jax import textfiles
+from transformer_jax.translation.tokenizer import Tokenizer, load_or_train_tokenizer
 
 SOURCE = "source"
 TARGET = "target"
+SPLIT_KEYS = {"train": "train_split", "eval": "eval_split", "test": "test_split"}
 
 
 def tfds_pairs(
@@ -96,3 +102,45 @@ def _read_lines(path: str) -> list[str]:
 
 def _pairs_dataset(sources: list[str], targets: list[str]) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices({SOURCE: sources, TARGET: targets})
+
+
+def raw_pairs(data: ml_collections.ConfigDict, which: str) -> tf.data.Dataset:
+    """The raw sentence pairs of the train / eval / test split named in ``config.data``."""
+    if data.source == "demo":
+        return demo_pairs(data[SPLIT_KEYS[which]])
+    if data.source == "tfds":
+        return tfds_pairs(data.tfds_name, data[SPLIT_KEYS[which]], data.source_lang,
+                          data.target_lang, data.data_dir or None)
+    if data.source == "files":
+        tsv = data.get(f"{which}_tsv")
+        if tsv:
+            return tsv_pairs(tsv)
+        src, tgt = data.get(f"{which}_source"), data.get(f"{which}_target")
+        if not (src and tgt):
+            raise ValueError(f"data.source='files' needs data.{which}_source and "
+                             f"data.{which}_target (or data.{which}_tsv)")
+        return parallel_text_pairs(src, tgt)
+    raise ValueError(f"unknown data.source {data.source!r}; use 'demo', 'tfds' or 'files'")
+
+
+def _sentences_for_vocab(data: ml_collections.ConfigDict):
+    """Both sides of the training pairs: the vocabulary is shared (paper, section 5.1)."""
+    for pair in raw_pairs(data, "train").as_numpy_iterator():
+        yield pair[SOURCE].decode("utf-8")
+        yield pair[TARGET].decode("utf-8")
+
+
+def load_tokenizer(data: ml_collections.ConfigDict, workdir: str) -> Tokenizer:
+    """The given vocab, or the workdir's, trained from the training data if absent."""
+    path = data.vocab_path or os.path.join(workdir, "vocab.model")
+    if data.vocab_path:
+        return Tokenizer.from_file(path)
+    checkpoints = os.path.join(workdir, "checkpoints")
+    if not tf.io.gfile.exists(path) and tf.io.gfile.exists(checkpoints) and (
+            tf.io.gfile.listdir(checkpoints)):
+        # A fresh vocab would not match the checkpoint's ids; never write one beside it.
+        raise FileNotFoundError(
+            f"workdir {workdir} has checkpoints but no vocab.model: put the run's vocab back "
+            "(or set data.vocab_path to it), or use a new --workdir")
+    tf.io.gfile.makedirs(workdir)
+    return load_or_train_tokenizer(path, lambda: _sentences_for_vocab(data), data.vocab_size)

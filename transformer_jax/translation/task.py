@@ -6,24 +6,29 @@ accuracy on the eval split, plus
 SacreBLEU of beam-search translations of the BLEU split.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import hashlib
 import logging
-import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import tensorflow as tf
 
 from transformer_jax import flops
 from transformer_jax.engine import losses
 from transformer_jax.engine.task import Task
 from transformer_jax.model import Transformer, TransformerConfig
-from transformer_jax.translation import pipeline, predict, sources
-from transformer_jax.translation.tokenizer import Tokenizer, load_or_train_tokenizer
+
+# The data side (tf.data pipeline, sources, SentencePiece, beam-search BLEU) is imported in the
+# methods that use it: the model and loss alone, all ``for_benchmark`` needs, then run on an
+# accelerator image that has JAX but not TensorFlow (as BERT's pretraining task does).
+if TYPE_CHECKING:
+    from transformer_jax.translation.predict import Translator
+    from transformer_jax.translation.tokenizer import Tokenizer
 
 BATCH_KEYS = ("inputs", "inputs_segment_ids", "inputs_positions", "decoder_inputs", "targets",
               "targets_segment_ids", "targets_positions")
@@ -32,49 +37,6 @@ log = logging.getLogger(__name__)
 SHAPE_FIELDS = ("vocab_size", "d_model", "num_heads", "head_dim", "d_ff", "num_encoder_layers",
                 "num_decoder_layers", "share_embeddings", "tie_output", "pre_layer_norm",
                 "activation", "attention_bias", "param_dtype", "scan_layers")
-SPLIT_KEYS = {"train": "train_split", "eval": "eval_split", "test": "test_split"}
-
-
-def raw_pairs(data: ml_collections.ConfigDict, which: str) -> tf.data.Dataset:
-    """The raw sentence pairs of the train / eval / test split named in ``config.data``."""
-    if data.source == "demo":
-        return sources.demo_pairs(data[SPLIT_KEYS[which]])
-    if data.source == "tfds":
-        return sources.tfds_pairs(data.tfds_name, data[SPLIT_KEYS[which]], data.source_lang,
-                                  data.target_lang, data.data_dir or None)
-    if data.source == "files":
-        tsv = data.get(f"{which}_tsv")
-        if tsv:
-            return sources.tsv_pairs(tsv)
-        src, tgt = data.get(f"{which}_source"), data.get(f"{which}_target")
-        if not (src and tgt):
-            raise ValueError(f"data.source='files' needs data.{which}_source and "
-                             f"data.{which}_target (or data.{which}_tsv)")
-        return sources.parallel_text_pairs(src, tgt)
-    raise ValueError(f"unknown data.source {data.source!r}; use 'demo', 'tfds' or 'files'")
-
-
-def _sentences_for_vocab(data: ml_collections.ConfigDict):
-    """Both sides of the training pairs: the vocabulary is shared (paper, section 5.1)."""
-    for pair in raw_pairs(data, "train").as_numpy_iterator():
-        yield pair[sources.SOURCE].decode("utf-8")
-        yield pair[sources.TARGET].decode("utf-8")
-
-
-def load_tokenizer(data: ml_collections.ConfigDict, workdir: str) -> Tokenizer:
-    """The given vocab, or the workdir's, trained from the training data if absent."""
-    path = data.vocab_path or os.path.join(workdir, "vocab.model")
-    if data.vocab_path:
-        return Tokenizer.from_file(path)
-    checkpoints = os.path.join(workdir, "checkpoints")
-    if not tf.io.gfile.exists(path) and tf.io.gfile.exists(checkpoints) and (
-            tf.io.gfile.listdir(checkpoints)):
-        # A fresh vocab would not match the checkpoint's ids; never write one beside it.
-        raise FileNotFoundError(
-            f"workdir {workdir} has checkpoints but no vocab.model: put the run's vocab back "
-            "(or set data.vocab_path to it), or use a new --workdir")
-    tf.io.gfile.makedirs(workdir)
-    return load_or_train_tokenizer(path, lambda: _sentences_for_vocab(data), data.vocab_size)
 
 
 def model_config(config: ml_collections.ConfigDict, vocab_size: int) -> TransformerConfig:
@@ -88,12 +50,14 @@ class TranslationTask(Task):
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str,
                  tokenizer: Tokenizer | None = None):
+        from transformer_jax.translation import sources
+
         self.config, self.data = config, config.data
         if config.data.source == "files":
             # Read eval/test files now: a typo should fail at start, not after training.
             for which in {"eval", config.predict.bleu_split} - {""}:
-                raw_pairs(config.data, which)
-        self.tokenizer = tokenizer or load_tokenizer(config.data, workdir)
+                sources.raw_pairs(config.data, which)
+        self.tokenizer = tokenizer or sources.load_tokenizer(config.data, workdir)
         self.model_cfg = model_config(config, self.tokenizer.vocab_size)
         self.model = Transformer(self.model_cfg)
         self._bleu_pairs: list[tuple[str, str]] | None = None
@@ -161,8 +125,10 @@ class TranslationTask(Task):
         return self._metrics(self._forward(params, batch, True), batch)
 
     def train_batches(self, batch_size_per_host, start_batch, process_index, process_count):
+        from transformer_jax.translation import pipeline, sources
+
         return pipeline.train_batches(
-            raw_pairs(self.data, "train"), self.tokenizer,
+            sources.raw_pairs(self.data, "train"), self.tokenizer,
             batch_size_per_host=batch_size_per_host,
             max_source_length=self.data.max_source_length,
             max_target_length=self.data.max_target_length, pack=self.data.pack,
@@ -170,8 +136,10 @@ class TranslationTask(Task):
             process_index=process_index, process_count=process_count, start_batch=start_batch)
 
     def eval_batches(self, batch_size_per_host, process_index, process_count):
+        from transformer_jax.translation import pipeline, sources
+
         return pipeline.eval_batches(
-            raw_pairs(self.data, "eval"), self.tokenizer,
+            sources.raw_pairs(self.data, "eval"), self.tokenizer,
             batch_size_per_host=batch_size_per_host,
             max_source_length=self.data.max_source_length,
             max_target_length=self.data.max_target_length,
@@ -185,7 +153,9 @@ class TranslationTask(Task):
         return flops.transformer_train_flops(self.model_cfg, batch_size * jax.process_count(),
                                              source_length, batch["targets"].shape[1])
 
-    def translator(self, mesh) -> predict.Translator:
+    def translator(self, mesh) -> Translator:
+        from transformer_jax.translation import predict
+
         if self._translator is None:
             p = self.config.predict
             self._translator = predict.Translator(
@@ -199,8 +169,10 @@ class TranslationTask(Task):
         p = self.config.predict
         if not p.bleu_split or jax.process_count() > 1:
             return {}
+        from transformer_jax.translation import pipeline, predict, sources
+
         if self._bleu_pairs is None:
-            pairs = pipeline.raw_eval_pairs(raw_pairs(self.data, p.bleu_split))
+            pairs = pipeline.raw_eval_pairs(sources.raw_pairs(self.data, p.bleu_split))
             self._bleu_pairs = pairs[: p.num_bleu_examples] if p.num_bleu_examples else pairs
         translator = self.translator(mesh)
         hypotheses = translator.translate(params, [s for s, _ in self._bleu_pairs])
@@ -210,7 +182,7 @@ class TranslationTask(Task):
         return results
 
     @staticmethod
-    def _pronoun_accuracy(translator: predict.Translator, params) -> float:
+    def _pronoun_accuracy(translator: Translator, params) -> float:
         """Whether "it" became the German pronoun of the noun it refers to (demo only)."""
         from transformer_jax.translation import demo_corpus
 
