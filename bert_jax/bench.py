@@ -31,6 +31,8 @@ from transformer_jax.benchmarking import (benchmark_train_step, datasheet_mfu,
                                           measure_peak_flops)
 
 FLAGS = flags.FLAGS
+
+
 def synthetic_batch(batch_size: int, length: int, predictions: int, vocab_size: int,
                     seed: int = 0) -> dict[str, np.ndarray]:
     """Full-length pairs of random tokens, ``predictions`` distinct masked positions each."""

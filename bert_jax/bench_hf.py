@@ -20,7 +20,6 @@ import torch
 import transformers
 
 
-
 def hf_model(cfg: dict) -> "transformers.BertForPreTraining":
     """``cfg``: the fields of our BertConfig."""
     hf_config = transformers.BertConfig(

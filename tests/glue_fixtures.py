@@ -9,6 +9,7 @@ import os
 
 from bert_jax.finetuning import glue_data
 
+
 def tsv(*rows) -> str:
     return "".join("\t".join(row) + "\n" for row in rows)
 

@@ -13,7 +13,6 @@ VOCAB = (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
          + list("(),.!?':") + [f"w{i}" for i in range(LONG_WORDS)])
 
 
-
 def make_tokenizer(tmp_path_factory) -> FullTokenizer:
     """The VOCAB above, lower-casing, in a fresh temporary directory."""
     path = tmp_path_factory.mktemp("vocab") / "vocab.txt"

@@ -74,6 +74,7 @@ def test_bert_pretraining_gradients_equal_full_encoder_then_gathered():
 
     for got, want in zip(sparse(params), dense(params)):
         np.testing.assert_allclose(got, want, atol=1e-5)
+
     def objective(fn):
         return jax.grad(lambda p: sum(logits.std() for logits in fn(p)))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),

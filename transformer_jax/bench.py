@@ -20,6 +20,8 @@ from transformer_jax import benchmarking
 from transformer_jax.benchmarking import benchmark_train_step, measure_peak_flops
 
 FLAGS = flags.FLAGS
+
+
 def synthetic_batch(batch_size: int, source_length: int, target_length: int,
                     vocab_size: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Full-length unpacked sentences of random non-special tokens."""

@@ -96,6 +96,7 @@ class TransformerConfig(HyperParams):
     def qkv_dim(self) -> int:
         return self.head_dim or self.d_model // self.num_heads
 
+
 class SubLayer(nn.Module):
     """Residual + LayerNorm around one sub-layer, post-LN (paper) or pre-LN.
 

@@ -28,6 +28,7 @@ from bert_jax.tokenization import FullTokenizer
 
 Batch = dict[str, np.ndarray]
 
+
 @dataclasses.dataclass(frozen=True)
 class ExampleSpec:
     """What the model sees: pair rules, masking rules, and the vocabulary's special ids."""

@@ -26,6 +26,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+
 def target_devices(topology: str) -> Sequence[jax.Device]:
     """Compile-only devices of ``platform:topology`` (e.g. "tpu:v4:2x2x4" = a v4-32)."""
     platform, _, name = topology.partition(":")

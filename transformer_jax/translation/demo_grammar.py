@@ -493,4 +493,3 @@ def reporting(subject: NounPhrase, verb: str, tense: str = "present") -> Clause:
     english = [subject.english, *_english_verb_group(entry, subject.plural, tense, False, None)]
     return Clause(" ".join(english), subject.nominative,
                   _german_finite(entry, subject.plural, tense), ())
-
