@@ -161,7 +161,7 @@ def define_flags() -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    runtime.setup_host(("bert_jax",))
+    runtime.setup_host(("bert_jax",), uses_tensorflow=False)
     report(FLAGS.config, FLAGS.batch_size, FLAGS.steps, FLAGS.warmup, FLAGS.peak_size,
            FLAGS.compare_hf)
 

@@ -109,7 +109,7 @@ def define_flags() -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    runtime.setup_host()
+    runtime.setup_host(uses_tensorflow=False)
     report(FLAGS.config, FLAGS.batch_size, FLAGS.source_length, FLAGS.target_length,
            FLAGS.steps, FLAGS.warmup, FLAGS.peak_size)
 

@@ -7,11 +7,14 @@ import sys
 from absl import logging as absl_logging
 
 
-def setup_host(loggers: tuple[str, ...] = ("transformer_jax",)) -> None:
+def setup_host(loggers: tuple[str, ...] = ("transformer_jax",), *,
+               uses_tensorflow: bool = True) -> None:
     """Tunes host malloc for XLA:CPU, keeps TensorFlow (the input pipeline) off accelerators
     and makes logs readable.
 
     ``loggers``: the packages whose INFO logs reach the console (the engine's always do).
+    ``uses_tensorflow``: False for programs that never import it (the benchmarks time
+    synthetic batches), which then skip its import (~10 s) and its GPU set-up.
     Call it first in an entry point: the malloc settings hold only for threads started later.
     """
     from transformer_jax import host_memory
@@ -20,7 +23,7 @@ def setup_host(loggers: tuple[str, ...] = ("transformer_jax",)) -> None:
     # TensorFlow would otherwise grab all GPU memory that JAX needs. Without it installed
     # there is nothing to hide: the benchmarks (synthetic batches, no tf.data) then run on
     # an accelerator image that has JAX but not TensorFlow.
-    if importlib.util.find_spec("tensorflow") is not None:
+    if uses_tensorflow and importlib.util.find_spec("tensorflow") is not None:
         import tensorflow as tf
 
         tf.config.set_visible_devices([], "GPU")
