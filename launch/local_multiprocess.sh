@@ -31,9 +31,17 @@ case "$config" in
   *) module=transformer_jax.main ;;
 esac
 
+# The caller's XLA_FLAGS (--xla_dump_to=..., say) reach every process; its device count
+# gives way to D.
+xla_flags=()
+read -r -a inherited <<< "${XLA_FLAGS:-}"
+for flag in "${inherited[@]}"; do
+  [[ "$flag" == --xla_force_host_platform_device_count=* ]] || xla_flags+=("$flag")
+done
+xla_flags+=("--xla_force_host_platform_device_count=$devices")
 commands=()
 for (( i = 0; i < num; i++ )); do
-  args=(env JAX_PLATFORMS=cpu "XLA_FLAGS=--xla_force_host_platform_device_count=$devices"
+  args=(env JAX_PLATFORMS=cpu "XLA_FLAGS=${xla_flags[*]}"
         python3 -m "$module" "--config=$config" "--workdir=$workdir" --multihost=on
         "--coordinator_address=127.0.0.1:$port" "--num_processes=$num" "--process_id=$i" "$@")
   commands+=("$(printf '%q ' "${args[@]}")")

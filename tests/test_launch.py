@@ -198,6 +198,10 @@ def test_local_multiprocess_dry_run(sh):
                     "bert_jax.main", f"--config={tiny}", "--workdir=/tmp/w", "--multihost=on",
                     "--coordinator_address=127.0.0.1:1234", "--num_processes=2",
                     f"--process_id={i}", "--config.num_train_steps=5"] for i in (0, 1)]
+    # The caller's XLA flags reach each process; the device count is the script's own.
+    mine = "--xla_dump_to=/tmp/hlo --xla_force_host_platform_device_count=8 --xla_cpu_ftz=true"
+    [first, _] = lines(sh(LOCAL, "--dry-run", "2", "4", tiny, "/tmp/w", XLA_FLAGS=mine))
+    assert first[2] == f"XLA_FLAGS=--xla_dump_to=/tmp/hlo --xla_cpu_ftz=true {xla}"
 
 
 def test_gpu_bench_runs_four_bf16_benches_per_attention_core_that_parse(sh):
