@@ -168,6 +168,27 @@ def test_export_hf_round_trip(tmp_path, from_tf, weights):
     export_hf(out, from_tf.config, from_tf.params, from_tf.vocab_file, overwrite=True)
 
 
+def test_hugging_face_runs_our_export_to_our_outputs(tmp_path, from_tf):
+    """Parity with the source implementation itself, where the optional `bench` extra
+    (torch + transformers) is installed: Hugging Face's BertForPreTraining loads our export
+    and gives our logits. (Without it, the numpy reference above stands in for it.)"""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    out = str(tmp_path / "out")
+    export_hf(out, from_tf.config, from_tf.params, from_tf.vocab_file)
+    hf = transformers.BertForPreTraining.from_pretrained(out).eval()
+    ids, mask, segments = make_batch()
+    with torch.no_grad():
+        theirs = hf(input_ids=torch.from_numpy(ids).long(),
+                    attention_mask=torch.from_numpy(mask).long(),
+                    token_type_ids=torch.from_numpy(segments).long())
+    model = BertForPreTraining(from_tf.config)
+    mlm, nsp = model.apply({"params": from_tf.params}, ids, mask, segments, None)
+    # Every row, padded ones too: both mask only the keys.
+    np.testing.assert_allclose(mlm, theirs.prediction_logits.numpy(), atol=1e-4)
+    np.testing.assert_allclose(nsp, theirs.seq_relationship_logits.numpy(), atol=1e-4)
+
+
 def test_bert_model_file_without_heads(tmp_path, from_tf, weights):
     # A BertModel file: no "bert." prefix, no cls.*, and the pre-4.x LayerNorm gamma/beta.
     state = fx.hf_state_dict(weights, N_LAYERS, heads=False, old_layer_norm_names=True)
