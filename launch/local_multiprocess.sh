@@ -6,6 +6,7 @@
 #   launch/local_multiprocess.sh 2 4 configs/bert_pretrain.py:size=tiny /tmp/bert_2proc
 #
 # Process i's log is WORKDIR/logs/process_i.log (process 0 also echoes to the console).
+# XLA_FLAGS set by the caller reach every process; the device count is always D.
 # Exit status: 0 when all succeed, else the first failing process's status (75 = preempted
 # after saving a checkpoint: run the same command to resume). SIGTERM to this script is
 # passed to every process, as a scheduler preempting the whole job would.
@@ -31,8 +32,6 @@ case "$config" in
   *) module=transformer_jax.main ;;
 esac
 
-# The caller's XLA_FLAGS (--xla_dump_to=..., say) reach every process; its device count
-# gives way to D.
 xla_flags=()
 read -r -a inherited <<< "${XLA_FLAGS:-}"
 for flag in "${inherited[@]}"; do

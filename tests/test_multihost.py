@@ -40,8 +40,11 @@ def free_port() -> int:
 
 
 def env() -> dict:
+    # Each device's matmuls on its own thread (no Eigen pool per process): 2 processes x 4
+    # devices already oversubscribe 2 cores, and the pools only add contention (measured:
+    # the Transformer test 48 -> 40 s alone; the launch script adds the device count).
     return dict(os.environ, JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="",
-                TF_CPP_MIN_LOG_LEVEL="2")
+                TF_CPP_MIN_LOG_LEVEL="2", XLA_FLAGS="--xla_cpu_multi_thread_eigen=false")
 
 
 def launch(num, devices, config, workdir, flags, **popen):
