@@ -5,6 +5,7 @@ Batch 3, length 7, hidden 32, 4 heads (head dim 8), feed-forward 37, vocabulary 
 """
 import functools
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -12,9 +13,11 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
 
+from bert_jax.finetuning.heads import BertForSequenceClassification
 from bert_jax.heads import BertForPreTraining, MaskedLMHead
 from bert_jax.model import BERT_SIZES, BertConfig, BertEncoder
 from tiny import padded_bert_inputs
+from transformer_jax.engine import optim
 
 B, L, D, V, P = 3, 7, 32, 29, 3
 TINY = dict(vocab_size=V, hidden_size=D, num_layers=2, num_heads=4, intermediate_size=37,
@@ -147,6 +150,28 @@ def test_mlm_only_at_gathered_positions_equals_full_then_gathered():
         return {tuple(v.aval.shape) for eqn in jaxpr.jaxpr.eqns for v in eqn.outvars}
     assert (B, L, V) not in shapes(ids, mask, segments, positions)
     assert (B, L, V) in shapes(ids, mask, segments, None)  # the check does see a full head
+
+
+@pytest.mark.parametrize("model_name", ["pretraining", "classification"])
+def test_weight_decay_mask_on_bert_decays_exactly_the_matrices(model_name):
+    """On BERT's own param trees (not names a test chose): every kernel and embedding is
+    decayed; biases (the attention's are [N, H]) and LayerNorm parameters (all 1-D) are not.
+    A renamed LayerNorm module that the name rules missed would fail here."""
+    cfg = tiny_config()
+    ids = jnp.zeros((1, 5), jnp.int32)
+
+    def init():
+        if model_name == "pretraining":
+            return BertForPreTraining(cfg).init(jax.random.key(0), ids, ids, ids, None)
+        return BertForSequenceClassification(cfg, num_labels=3).init(
+            jax.random.key(0), ids, ids, ids)
+
+    shapes = flax.traverse_util.flatten_dict(nn.unbox(jax.eval_shape(init)["params"]))
+    mask = flax.traverse_util.flatten_dict(optim.decay_mask(
+        flax.traverse_util.unflatten_dict(shapes)))
+    assert mask == {path: len(leaf.shape) > 1 and not path[-1].endswith("bias")
+                    for path, leaf in shapes.items()}
+    assert 0 < sum(mask.values()) < len(mask)
 
 
 def test_mlm_output_weights_are_tied_to_token_embeddings():

@@ -181,7 +181,9 @@ def test_gradient_accumulation_equals_step_on_mean_gradient():
 
     The second round also checks that the schedule advances per update, not per micro-step.
     """
-    config = make_opt_config(warmup_steps=3, weight_decay=0.01, clip_grad_norm=5.0)
+    # Clipping at 1.0 clips every micro-gradient (norms ~4.5) and every mean: clipping the
+    # micro-gradients instead of their mean would not pass.
+    config = make_opt_config(warmup_steps=3, weight_decay=0.01, clip_grad_norm=1.0)
     plain_tx, _ = optim.create_optimizer(config, d_model=D_MODEL, num_train_steps=10)
     config.grad_accum_steps = 3
     accum_tx, _ = optim.create_optimizer(config, d_model=D_MODEL, num_train_steps=10)
