@@ -144,17 +144,44 @@ def test_init_checkpoint_from_google_tf_checkpoint(corpus, tmp_path):
         weights["bert/embeddings/word_embeddings"])
 
 
-def test_init_checkpoint_with_another_vocab_is_refused(corpus, tmp_path):
+NO_SIZE_OVERRIDES = dict(num_layers=None, hidden_size=None, num_heads=None,
+                         intermediate_size=None, max_position_embeddings=None)
+
+
+@pytest.mark.parametrize("mismatch, message", [
+    ("another vocab", "differs from the vocab.txt of init_checkpoint .*: use the checkpoint's"),
+    ("a size override", "config sets model.max_position_embeddings=29 but init_checkpoint .* "
+                        "has max_position_embeddings=19: drop the override"),
+    ("longer sequences", "data.max_seq_length=23 exceeds model.max_position_embeddings=19: "
+                         "lower it"),
+    ("a vocab.txt longer than its model", "the vocab has 58 tokens but init_checkpoint .* "
+                                          "has 53 token embeddings: .*vocab.txt"),
+])
+def test_init_checkpoint_that_does_not_fit_the_config_is_one_line_error(
+        corpus, tmp_path, mismatch, message):
+    """Refused at start, in one line, before any checkpoint is written."""
     tf_dir = str(tmp_path / "google")
     bert_fixtures.write_tf_checkpoint(tf_dir, bert_fixtures.random_weights())
-    other_vocab = tmp_path / "vocab.txt"
-    # Same size and special tokens, other words: it would scramble the embeddings.
-    words = bert_fixtures.VOCAB[5:]
-    other_vocab.write_text("\n".join(bert_fixtures.VOCAB[:5] + words[::-1]) + "\n")
     config = make_config(corpus, init_checkpoint=tf_dir)
-    config.data.vocab_file = str(other_vocab)
-    with pytest.raises(ValueError, match="differs from the vocab.txt of init_checkpoint"):
-        PretrainingTask(config, str(tmp_path / "work"))
+    if mismatch != "a size override":
+        config.model.update(NO_SIZE_OVERRIDES)
+    if mismatch == "another vocab":
+        # Same size and special tokens, other words: it would scramble the embeddings.
+        words = bert_fixtures.VOCAB[5:]
+        other_vocab = tmp_path / "vocab.txt"
+        other_vocab.write_text("\n".join(bert_fixtures.VOCAB[:5] + words[::-1]) + "\n")
+        config.data.vocab_file = str(other_vocab)
+    if mismatch == "a vocab.txt longer than its model":
+        with open(os.path.join(tf_dir, "vocab.txt"), "a") as f:
+            f.write("".join(f"extra{i}\n" for i in range(5)))
+    if mismatch != "longer sequences":
+        config.data.update(dict(max_seq_length=19, max_predictions_per_seq=3))
+    workdir = tmp_path / "work"
+    with pytest.raises(ValueError, match=message) as error:
+        PretrainingTask(config, str(workdir))
+    assert "\n" not in str(error.value)
+    assert not workdir.exists() or not any(
+        name.startswith("checkpoints") for name in os.listdir(workdir))
 
 
 def test_phase_two_continues_from_phase_one_at_a_longer_length(corpus, reference, tmp_path):
@@ -172,10 +199,22 @@ def test_phase_two_continues_from_phase_one_at_a_longer_length(corpus, reference
     assert int(state.step) == 0
     run_helpers.assert_trees_equal(run_helpers.host(state.params),
                                    saved_params(reference.workdir, reference.trainer))
+    # Fresh Adam moments and count (phase 1's would be non-zero), as the BERT authors did.
+    moments = jax.tree.leaves(state.opt_state)
+    assert len(moments) > 2 * len(jax.tree.leaves(state.params))  # mu and nu of each
+    assert all(not np.any(np.asarray(leaf)) for leaf in moments)
     batch = next(task.train_batches(8, 0, 0, 1))
     assert batch["input_ids"].shape == (8, 29) and batch["masked_lm_ids"].shape == (8, 7)
     trainer.run()
     assert run_helpers.checkpoint_steps(workdir) == [3]
+    # The released recipe: 90% of the steps at 128 tokens, then 10% at 512 with a new warmup.
+    phase_two = bert_pretrain.get_config("size=base,phase=2")
+    assert (phase_two.data.max_seq_length, phase_two.data.max_predictions_per_seq,
+            phase_two.num_train_steps, phase_two.optimizer.warmup_steps) == (512, 80, 100_000,
+                                                                             1_000)
+    phase_one = bert_pretrain.get_config("size=base")
+    assert (phase_one.data.max_seq_length, phase_one.data.max_predictions_per_seq,
+            phase_one.num_train_steps) == (128, 20, 900_000)
 
 
 def test_xla_attention_core_trains_like_einsum_and_exports_the_default_core(

@@ -63,8 +63,10 @@ class PretrainingTask(Task):
         if self._pretrained:
             self.model_cfg = warm_start.model_config(self._pretrained, config.model)
             if self.tokenizer.vocab_size > self.model_cfg.vocab_size:
-                raise ValueError(f"the vocab has {self.tokenizer.vocab_size} tokens but "
-                                 f"init_checkpoint's model only {self.model_cfg.vocab_size}")
+                raise ValueError(
+                    f"the vocab has {self.tokenizer.vocab_size} tokens but init_checkpoint "
+                    f"{config.init_checkpoint} has {self.model_cfg.vocab_size} token "
+                    "embeddings: use the vocab.txt its model was trained with")
         else:
             self.model_cfg = bert_config(config, self.tokenizer.vocab_size)
         self.model = BertForPreTraining(self.model_cfg)
