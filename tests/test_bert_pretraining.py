@@ -95,6 +95,28 @@ def test_metrics_are_logged_for_training_and_held_out_data(reference):
     assert os.path.exists(os.path.join(reference.workdir, "vocab.txt"))
 
 
+def test_held_out_accuracies_are_recomputed_from_the_saved_params(reference):
+    """eval/mlm_accuracy and eval/nsp_accuracy at the last step equal numpy's weighted argmax
+    accuracy of the saved params over the held-out batches (labels and weights as fed)."""
+    task = reference.trainer.task
+    params = saved_params(reference.workdir, reference.trainer, step=STEPS)
+    apply = jax.jit(lambda p, b: task.model.apply(
+        {"params": p}, b["input_ids"], b["input_mask"], b["segment_ids"],
+        b["masked_lm_positions"], deterministic=True))  # [B, P, V], [B, 2]
+    right, total = {"mlm": 0.0, "nsp": 0.0}, {"mlm": 0.0, "nsp": 0.0}
+    for batch in task.eval_batches(8, 0, 1):
+        mlm, nsp = apply(params, batch)
+        for name, logits, labels, weights in (
+                ("mlm", mlm, batch["masked_lm_ids"], batch["masked_lm_weights"]),
+                ("nsp", nsp, batch["next_sentence_labels"], batch["next_sentence_weights"])):
+            right[name] += float(np.sum((np.argmax(logits, -1) == labels) * weights))
+            total[name] += float(np.sum(weights))
+    for name in ("mlm", "nsp"):
+        logged = run_helpers.scalars(reference.workdir, f"eval/{name}_accuracy")[STEPS]
+        assert 0 < right[name] < total[name]
+        np.testing.assert_allclose(logged, right[name] / total[name], rtol=1e-5)
+
+
 def test_exact_resume(corpus, reference, tmp_path):
     """Killed after step 4 (checkpoint at 3): resumed, losses and params equal the run that
     never stopped, bit for bit (dropout, dynamic masks and pair draws included)."""
