@@ -71,14 +71,26 @@ def test_official_dev_metrics_match_the_predictions(mrpc_run):
     assert extra["accuracy"] == pytest.approx(np.mean(labels == logits.argmax(-1)))
 
 
-def test_classifier_starts_from_the_checkpoint_encoder(mrpc_run, tmp_path):
+@pytest.mark.parametrize("source", ["google", "safetensors", "pytorch_model.bin"])
+def test_classifier_starts_from_the_checkpoint_encoder(mrpc_run, tmp_path, source):
+    """Any checkpoint format of the same weights gives the same encoder; the head is new."""
+    import jax
+
+    from bert_jax import interop
+
     _, config, _, _ = mrpc_run
+    weights = bert_fixtures.random_weights()
+    config = config.copy_and_resolve_references()
+    if source != "google":  # the same weights in Hugging Face's layout
+        config.init_checkpoint = bert_fixtures.write_hf_dir(
+            str(tmp_path / "hf"), bert_fixtures.hf_state_dict(weights, 2),
+            torch_bin=source == "pytorch_model.bin")
     task = bert_main.make_task(config, str(tmp_path / "fresh"))
     trainer = Trainer(config, str(tmp_path / "fresh"), task)
-    import jax
     with jax.set_mesh(trainer.mesh):
         params = run_helpers.host(trainer.restore_or_init().params)
-    weights = bert_fixtures.random_weights()
+    run_helpers.assert_trees_equal(params["bert"],
+                                   interop.load_pretrained(config.init_checkpoint).params["bert"])
     np.testing.assert_array_equal(params["bert"]["token_embed"]["embedding"],
                                   weights["bert/embeddings/word_embeddings"])
     assert params["classifier"]["kernel"].shape == (32, 2)
