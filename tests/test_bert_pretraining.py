@@ -5,6 +5,7 @@ longer sequence length), and the one-line errors of ``bert_jax.main``.
 Sizes are odd: hidden 32 (4 heads x 8), intermediate 37, 2 layers, sequence length 23,
 5 predictions per sequence. The corpus is written by the tests in the original format.
 """
+import itertools
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ import types
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 import bert_fixtures
@@ -25,6 +27,7 @@ from bert_jax.pretraining.task import PretrainingTask
 from configs import bert_pretrain
 from transformer_jax import runtime
 from transformer_jax.engine import checkpoint as ckpt
+from transformer_jax.engine import optim
 from transformer_jax.engine.trainer import Trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -115,6 +118,50 @@ def test_held_out_accuracies_are_recomputed_from_the_saved_params(reference):
         logged = run_helpers.scalars(reference.workdir, f"eval/{name}_accuracy")[STEPS]
         assert 0 < right[name] < total[name]
         np.testing.assert_allclose(logged, right[name] / total[name], rtol=1e-5)
+
+
+def test_gradient_accumulation_in_the_trainer_updates_on_the_mean_of_micro_batches(
+        corpus, tmp_path):
+    """grad_accum_steps=2, micro-batches of 8: 4 micro-steps are 2 AdamW updates, each on
+    the mean gradient of its 2 micro-batches (the stream's batches, in order). Steps,
+    checkpoints and the logged learning rate count micro-steps; the schedule advances per
+    update."""
+    config = make_config(corpus, num_train_steps=4, checkpoint_every=2,
+                         eval_every=0, **{"optimizer.grad_accum_steps": 2,
+                                          "optimizer.warmup_steps": 0})
+    workdir = str(tmp_path / "accumulated")
+    task = PretrainingTask(config, workdir)
+    trainer = Trainer(config, workdir, task)
+    with jax.set_mesh(trainer.mesh):
+        initial = run_helpers.host(trainer.restore_or_init().params)
+    trainer.run()
+    assert run_helpers.checkpoint_steps(workdir) == [2, 4]
+
+    # The same two updates by hand: plain AdamW (2 updates) on mean micro-batch gradients.
+    plain = config.optimizer.copy_and_resolve_references()
+    plain.grad_accum_steps = 1
+    tx, schedule = optim.create_optimizer(plain, d_model=task.model_dim, num_train_steps=2)
+    grad = jax.grad(lambda p, b: task.loss_fn(p, b, jax.random.key(0))[0])
+
+    @jax.jit
+    def update(params, opt_state, first, second):
+        mean = jax.tree.map(lambda a, b: (a + b) / 2, grad(params, first), grad(params, second))
+        updates, opt_state = tx.update(mean, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    batches = list(itertools.islice(task.train_batches(8, 0, 0, 1), 4))
+    params, opt_state, expected = initial, tx.init(initial), {}
+    for step in (2, 4):
+        params, opt_state = update(params, opt_state, *batches[step - 2:step])
+        expected[step] = run_helpers.host(params)
+    for step, want in expected.items():
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6),
+                     saved_params(workdir, trainer, step=step), want)
+    assert not np.allclose(expected[2]["mlm"]["output_bias"], initial["mlm"]["output_bias"])
+    rates = run_helpers.scalars(workdir, "train/learning_rate")
+    np.testing.assert_allclose([rates[s] for s in (1, 2, 3, 4)],
+                               [schedule(0), schedule(0), schedule(1), schedule(1)], rtol=1e-6)
+    assert schedule(1) < schedule(0)
 
 
 def test_exact_resume(corpus, reference, tmp_path):
