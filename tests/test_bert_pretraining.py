@@ -5,6 +5,7 @@ longer sequence length), and the one-line errors of ``bert_jax.main``.
 Sizes are odd: hidden 32 (4 heads x 8), intermediate 37, 2 layers, sequence length 23,
 5 predictions per sequence. The corpus is written by the tests in the original format.
 """
+import collections
 import itertools
 import os
 import re
@@ -360,6 +361,23 @@ def test_training_reads_tfrecords_written_offline(corpus, reference, tmp_path):
                           max_seq_length=23, dupe_factor=1)
     assert [os.path.basename(p) for p in train] == [
         f"train-{i:05d}-of-00003.tfrecord" for i in range(3)]
+    # The records are the pairs of dupe_factor=2 epochs of draws (default seed), unmasked.
+    from bert_jax.pretraining import corpus as corpus_lib, pairs, pipeline
+    from bert_jax.tokenization import FullTokenizer
+
+    tokenizer = FullTokenizer(vocab, True)
+    ids = pipeline.tokenize_documents(
+        [d.sentences for d in corpus_lib.read_document_files(corpus)], tokenizer)
+    special = pairs.SpecialIds(cls=tokenizer.cls_id, sep=tokenizer.sep_id)
+
+    def pair_counts(examples):
+        return collections.Counter((tuple(e["input_ids"]), int(e["next_sentence_labels"]))
+                                   for e in examples)
+
+    drawn = [e for epoch in (0, 1)
+             for e in pairs.epoch_pairs(ids, pairs.PairRules(23, 0.1), special, 12345, epoch)]
+    written = pipeline.tfrecord_pair_dataset(str(tmp_path / "train-*"), 0, 1, None)
+    assert pair_counts(written.as_numpy_iterator()) == pair_counts(drawn)
     with pytest.raises(FileExistsError, match="exists"):
         write_tfrecords.write(corpus, vocab, str(tmp_path / "train"), num_shards=3)
     # The reference's config but the data: the same compiled steps.
