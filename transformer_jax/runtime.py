@@ -20,9 +20,9 @@ def setup_host(loggers: tuple[str, ...] = ("transformer_jax",), *,
     from transformer_jax import host_memory
 
     malloc_note = host_memory.tune_for_xla_cpu()
-    # TensorFlow would otherwise grab all GPU memory that JAX needs. Without it installed
-    # there is nothing to hide: the benchmarks (synthetic batches, no tf.data) then run on
-    # an accelerator image that has JAX but not TensorFlow.
+    # TensorFlow would otherwise grab all GPU memory that JAX needs. Where it is not
+    # installed, or never imported (the benchmarks: synthetic batches, no tf.data), there is
+    # nothing to hide, so they also run on an image that has JAX but not TensorFlow.
     if uses_tensorflow and importlib.util.find_spec("tensorflow") is not None:
         import tensorflow as tf
 
