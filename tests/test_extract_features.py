@@ -78,6 +78,25 @@ def test_features_match_original_bert(tmp_path, checkpoint, input_file):
     assert value == round(value, 6)
 
 
+def test_the_original_tools_defaults_on_a_four_layer_checkpoint(tmp_path, input_file):
+    """--layers=-1,-2,-3,-4 --max_seq_length=128, the defaults: the last four layers, each
+    as the numpy BERT computes it (layer -4 is the first layer's output here)."""
+    config = dict(fx.BERT_CONFIG, num_hidden_layers=4, max_position_embeddings=128)
+    weights = fx.random_weights(config, seed=4)
+    directory = fx.write_tf_checkpoint(str(tmp_path / "bert4"), weights, config)
+    directory = os.path.dirname(directory)
+    out = tmp_path / "features.jsonl"
+    assert ef.extract_features(directory, input_file, str(out)) == 3
+    record = read_jsonl(out)[1]
+    tokens = [f["token"] for f in record["features"]]
+    expected = reference_layers(weights, directory, tokens, [0] * 4 + [1] * 6)
+    assert len(expected) == 4
+    for k, layer_index in enumerate([-1, -2, -3, -4]):
+        assert [f["layers"][k]["index"] for f in record["features"]] == [layer_index] * 10
+        got = np.array([f["layers"][k]["values"] for f in record["features"]])  # [n, D]
+        np.testing.assert_allclose(got, expected[layer_index], atol=1e-4)
+
+
 def test_truncation_follows_the_original():
     a, b = list("abcdef"), list("xyz")
     ef.truncate_seq_pair(a, b, 7)
