@@ -252,6 +252,15 @@ def test_malicious_pytorch_bin_is_refused(tmp_path, monkeypatch, reader):
                                          r"references (posix|os)\.system"):
         load_pretrained(directory)
     assert not marker.exists()
+    # The same through what users run: fine-tuning (and pretraining) from init_checkpoint.
+    from bert_jax import main as bert_main
+    from configs import bert_finetune, bert_pretrain
+
+    for config in (bert_finetune.get_config("task=demo"), bert_pretrain.get_config("size=tiny")):
+        config.init_checkpoint = directory
+        with pytest.raises(ValueError, match="refusing to load .*pytorch_model.bin"):
+            bert_main.make_task(config, str(tmp_path / "work"))
+    assert not marker.exists()
     if reader == "torch":
         return  # torch reads the legacy format
     path = os.path.join(directory, "pytorch_model.bin")
