@@ -165,6 +165,41 @@ def test_preset_layout_and_loss_match_one_device(preset, corpus, dp_run, fsdp_ru
     assert len(set(np.round(run_losses, 4))) == STEPS  # every step moved the loss
 
 
+def test_translation_metrics_count_real_target_tokens_only(dp_run):
+    """eval's nll and accuracy, by hand from the model's logits: summed over the non-PAD
+    targets of a padded eval batch and weighted by their count; PAD logits play no part."""
+    task = dp_run.trainer.task
+    params = trainer_helpers.saved_params(dp_run.workdir, dp_run.trainer)
+    batch = next(iter(task.eval_batches(8, 0, 1)))
+    metrics = jax.jit(task.eval_fn)(params, batch)
+    logits = np.asarray(task.model.apply(
+        {"params": params}, batch["inputs"], batch["decoder_inputs"],
+        batch["inputs_segment_ids"], batch["inputs_positions"], batch["targets_segment_ids"],
+        batch["targets_positions"], deterministic=True), np.float64)  # [B, L, V]
+    targets = batch["targets"]
+    real = targets != 0  # [B, L]
+    assert 0 < real.sum() < real.size  # the batch is padded
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    picked = np.take_along_axis(log_probs, targets[..., None], -1)[..., 0]  # [B, L]
+    nll_sum, nll_count = metrics["nll"]
+    np.testing.assert_allclose(nll_sum, -(picked * real).sum(), rtol=1e-5)
+    assert float(nll_count) == real.sum()
+    right, count = metrics["accuracy"]
+    assert float(right) == ((logits.argmax(-1) == targets) & real).sum()
+    assert float(count) == real.sum()
+
+
+def test_logged_learning_rate_is_the_papers_schedule(dp_run):
+    """lrate = 2.0 (the demo's multiplier) * d_model^-0.5 * min(step^-0.5,
+    step * warmup^-1.5), paper section 5.3, with d_model 32 and warmup 10, as the trainer
+    feeds it to Adam and logs it at every step."""
+    rates = run_helpers.scalars(dp_run.workdir, "train/learning_rate")
+    assert sorted(rates) == list(range(1, STEPS + 1))
+    for step, rate in rates.items():
+        assert rate == pytest.approx(2.0 * 32 ** -0.5 * min(step ** -0.5, step * 10 ** -1.5),
+                                     rel=1e-6), step
+
+
 def test_fit_spec_replicates_indivisible_dims_with_a_warning():
     mesh = sharding_lib.make_mesh("fsdp_tp", {"fsdp": 2, "tensor": 4})
     spec = jax.sharding.PartitionSpec("fsdp", "tensor")

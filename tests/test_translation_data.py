@@ -79,6 +79,11 @@ def test_special_ids_and_roundtrip(tokenizer):
         assert len(ids) == len(text.split())  # each corpus word became one piece
         assert EOS_ID not in ids and all(i > UNK_ID for i in ids)
         assert tokenizer.decode(ids) == text
+    # Words the vocabulary splits into several pieces (and characters) join back exactly.
+    for text in ["katzehund sieht hausdie", "grüßekatze über"]:
+        ids = tokenizer.encode(text)
+        assert len(ids) > len(text.split())
+        assert tokenizer.decode(ids) == text
 
 
 def test_decode_stops_at_eos_and_drops_pad_and_bos(tokenizer):
