@@ -189,6 +189,34 @@ def test_translation_metrics_count_real_target_tokens_only(dp_run):
     assert float(count) == real.sum()
 
 
+def test_bleu_scores_the_translations_of_the_bleu_split_against_its_references(
+        corpus, dp_run, monkeypatch):
+    """evaluate_extra translates the split's source sentences, in order, and scores what
+    comes back against the split's target sentences with sacrebleu."""
+    import sacrebleu
+
+    with open(corpus.eval_tsv, encoding="utf-8") as f:
+        pairs = [line.rstrip("\n").split("\t") for line in f]
+    # Each reference without its last word: a BLEU far from 0 and from 100.
+    hypotheses = [" ".join(target.split()[:-1]) for _, target in pairs]
+    asked = []
+
+    class Translator:
+        def translate(self, params, sources):
+            asked.extend(sources)
+            return hypotheses
+
+    task = dp_run.trainer.task
+    monkeypatch.setattr(task.config.predict, "bleu_split", "eval")
+    monkeypatch.setattr(task.config.predict, "num_bleu_examples", 0)
+    monkeypatch.setattr(task, "_bleu_pairs", None)
+    monkeypatch.setattr(task, "translator", lambda mesh: Translator())
+    results = task.evaluate_extra(None, 6, dp_run.trainer.mesh)
+    assert asked == [source for source, _ in pairs]
+    expected = sacrebleu.corpus_bleu(hypotheses, [[target for _, target in pairs]]).score
+    assert results == {"bleu": pytest.approx(expected)} and 10 < expected < 90
+
+
 def test_logged_learning_rate_is_the_papers_schedule(dp_run):
     """lrate = 2.0 (the demo's multiplier) * d_model^-0.5 * min(step^-0.5,
     step * warmup^-1.5), paper section 5.3, with d_model 32 and warmup 10, as the trainer
