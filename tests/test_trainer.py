@@ -14,11 +14,13 @@ averaging are compared with; ``fsdp_run`` is the fsdp preset's run, made under
 back from the TensorBoard event files the trainer writes (``log_every=1``), the same numbers
 a user sees.
 """
+import functools
 import os
 import shutil
 import types
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -215,6 +217,50 @@ def test_bleu_scores_the_translations_of_the_bleu_split_against_its_references(
     assert asked == [source for source, _ in pairs]
     expected = sacrebleu.corpus_bleu(hypotheses, [[target for _, target in pairs]]).score
     assert results == {"bleu": pytest.approx(expected)} and 10 < expected < 90
+
+
+def test_beam_search_with_the_model_returns_its_best_scored_hypothesis(dp_run):
+    """On the trained tiny model, beam 3, alpha 0.6: the translator's step returns the best
+    scored of the K hypotheses, and each finished one's score is its teacher-forced
+    log-probability (EOS included) over the GNMT penalty ((5 + length) / 6) ** alpha."""
+    from transformer_jax import decode, incremental
+    from transformer_jax.model import Transformer
+    from transformer_jax.translation import predict
+    from transformer_jax.translation.tokenizer import BOS_ID, EOS_ID
+
+    task, (beam, alpha, length, extra) = dp_run.trainer.task, (3, 0.6, 12, 4)
+    model = task.model
+    params = trainer_helpers.saved_params(dp_run.workdir, dp_run.trainer)
+    inputs = np.asarray(next(iter(task.eval_batches(8, 0, 1)))["inputs"])[:3]  # [3, S]
+
+    @jax.jit
+    def all_beams(params, inputs):
+        encoded = model.apply({"params": params}, inputs, method=Transformer.encode)
+        encoded, beam_inputs = decode.expand_to_beams((encoded, inputs), beam)  # [3K, ...]
+        cache = incremental.init_cache(model, params, encoded, beam_inputs, length)
+        step = incremental.make_tokens_to_logits(model, params, encoded, beam_inputs)
+        limits = jnp.minimum(jnp.sum(inputs != 0, axis=1) + extra, length)  # [3]
+        return decode.beam_search(step, cache, 3, beam, length, BOS_ID, EOS_ID, alpha=alpha,
+                                  max_lengths=limits)  # [3, K, L], [3, K]
+
+    best = jax.jit(functools.partial(
+        predict.beam_search_step, model=model, beam_size=beam, alpha=alpha,
+        max_decode_len=length, extra_length=extra))(params, inputs)  # [3, L]
+    tokens, scores = (np.asarray(x) for x in all_beams(params, inputs))
+    np.testing.assert_array_equal(best, tokens[np.arange(3), scores.argmax(1)])
+    checked = 0
+    for b, k in np.ndindex(3, beam):
+        hypothesis = list(tokens[b, k])
+        if EOS_ID not in hypothesis:
+            continue
+        n = hypothesis.index(EOS_ID) + 1  # tokens scored, EOS included
+        decoder_inputs = np.array([[BOS_ID] + hypothesis[:n - 1]], np.int32)  # [1, n]
+        logits = model.apply({"params": params}, inputs[b:b + 1], decoder_inputs)  # [1, n, V]
+        log_probs = jax.nn.log_softmax(np.asarray(logits[0], np.float64))
+        total = float(sum(log_probs[i, t] for i, t in enumerate(hypothesis[:n])))
+        assert scores[b, k] == pytest.approx(total / ((5 + n) / 6) ** alpha, rel=1e-4)
+        checked += 1
+    assert checked >= 3
 
 
 def test_logged_learning_rate_is_the_papers_schedule(dp_run):
