@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import run_helpers
 from bert_jax import bench as bert_bench
 from bert_jax import flops as bert_flops
 from bert_jax.model import BertConfig
@@ -19,19 +20,24 @@ from transformer_jax import benchmarking
 from transformer_jax import device_peaks
 
 
+# Odd tiny sizes, set in-process (run_helpers.override) and as CLI flags (as_flags).
+TINY_BERT = {"model.num_layers": 1, "model.hidden_size": 32, "model.num_heads": 4,
+             "model.intermediate_size": 37, "model.max_position_embeddings": 32,
+             "data.vocab_size": 53, "data.max_seq_length": 23, "data.max_predictions_per_seq": 5}
+TINY_TRANSFORMER = {"model.d_model": 32, "model.num_heads": 4, "model.d_ff": 37,
+                    "model.num_encoder_layers": 1, "model.num_decoder_layers": 1,
+                    "data.vocab_size": 101}
+
+
 def tiny_bert_config():
     c = bert_pretrain.get_config("size=tiny")
-    c.model.update(dict(num_layers=1, hidden_size=32, num_heads=4, intermediate_size=37,
-                        max_position_embeddings=32))
-    c.data.update(dict(vocab_size=53, max_seq_length=23, max_predictions_per_seq=5))
+    run_helpers.override(c, TINY_BERT)
     return c
 
 
 def tiny_transformer_config(dtype: str = "float32"):
     c = transformer_wmt.get_config("tiny")
-    c.model.update(dict(d_model=32, num_heads=4, d_ff=37, num_encoder_layers=1,
-                        num_decoder_layers=1, dtype=dtype))
-    c.data.vocab_size = 101
+    run_helpers.override(c, dict(TINY_TRANSFORMER, **{"model.dtype": dtype}))
     return c
 
 
@@ -130,17 +136,11 @@ def test_bench_reports_datasheet_mfu_where_the_chip_is_known(monkeypatch, capsys
 
 
 TINY_BENCH_FLAGS = {
-    "bert_jax": ["--config=configs/bert_pretrain.py:size=tiny", "--config.model.num_layers=1",
-                 "--config.model.hidden_size=32", "--config.model.num_heads=4",
-                 "--config.model.intermediate_size=37",
-                 "--config.model.max_position_embeddings=32", "--config.data.vocab_size=53",
-                 "--config.data.max_seq_length=23", "--config.data.max_predictions_per_seq=5",
+    "bert_jax": ["--config=configs/bert_pretrain.py:size=tiny", *run_helpers.as_flags(TINY_BERT),
                  "--batch_size=8", "--compare_hf=no"],
     "transformer_jax": ["--config=configs/transformer_wmt.py:size=tiny",
-                        "--config.model.d_model=32", "--config.model.num_heads=4",
-                        "--config.model.d_ff=37", "--config.model.num_encoder_layers=1",
-                        "--config.model.num_decoder_layers=1", "--config.data.vocab_size=101",
-                        "--batch_size=8", "--source_length=7", "--target_length=5"],
+                        *run_helpers.as_flags(TINY_TRANSFORMER), "--batch_size=8",
+                        "--source_length=7", "--target_length=5"],
 }
 
 

@@ -172,9 +172,9 @@ def test_weight_decay_mask_on_bert_decays_exactly_the_matrices(model_name):
         return BertForSequenceClassification(cfg, num_labels=3).init(
             jax.random.key(0), ids, ids, ids)
 
-    shapes = flax.traverse_util.flatten_dict(nn.unbox(jax.eval_shape(init)["params"]))
-    mask = flax.traverse_util.flatten_dict(optim.decay_mask(
-        flax.traverse_util.unflatten_dict(shapes)))
+    params = nn.unbox(jax.eval_shape(init)["params"])
+    shapes = flax.traverse_util.flatten_dict(params)
+    mask = flax.traverse_util.flatten_dict(optim.decay_mask(params))
     assert mask == {path: len(leaf.shape) > 1 and not path[-1].endswith("bias")
                     for path, leaf in shapes.items()}
     assert 0 < sum(mask.values()) < len(mask)

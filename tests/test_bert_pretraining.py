@@ -33,6 +33,9 @@ from transformer_jax.engine.trainer import Trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 6
+# model.* sizes left to an init_checkpoint (which fixes them).
+NO_SIZE_OVERRIDES = dict(num_layers=None, hidden_size=None, num_heads=None,
+                         intermediate_size=None, max_position_embeddings=None)
 
 
 @pytest.fixture(scope="module")
@@ -198,8 +201,7 @@ def test_init_checkpoint_from_google_tf_checkpoint(corpus, tmp_path):
     bert_fixtures.write_tf_checkpoint(tf_dir, weights)
     workdir = str(tmp_path / "warm")
     config = make_config(corpus, init_checkpoint=tf_dir)
-    config.model.update(dict(num_layers=None, hidden_size=None, num_heads=None,
-                             intermediate_size=None, max_position_embeddings=None))
+    config.model.update(NO_SIZE_OVERRIDES)
     config.data.max_seq_length = 19  # the checkpoint has 19 positions
     config.data.max_predictions_per_seq = 3
     task = PretrainingTask(config, workdir)
@@ -214,10 +216,6 @@ def test_init_checkpoint_from_google_tf_checkpoint(corpus, tmp_path):
     np.testing.assert_array_equal(
         params["bert"]["token_embed"]["embedding"],
         weights["bert/embeddings/word_embeddings"])
-
-
-NO_SIZE_OVERRIDES = dict(num_layers=None, hidden_size=None, num_heads=None,
-                         intermediate_size=None, max_position_embeddings=None)
 
 
 @pytest.mark.parametrize("mismatch, message", [
