@@ -1,4 +1,5 @@
-"""Engine pieces that need no model: mesh shapes, batch assembly, metrics, metadata checks."""
+"""Engine pieces that need no model: mesh shapes, spec fitting, batch assembly, metrics,
+metadata checks."""
 import jax
 import numpy as np
 import pytest
@@ -7,6 +8,8 @@ from jax.sharding import PartitionSpec as P
 from transformer_jax.engine import checkpoint as ckpt
 from transformer_jax.engine import metrics as metrics_lib
 from transformer_jax.engine import sharding as sharding_lib
+
+from trainer_helpers import captured_warnings
 
 
 @pytest.mark.parametrize("preset, overrides, expected", [
@@ -40,6 +43,22 @@ def test_make_mesh_on_a_subset_of_devices():
     mesh = sharding_lib.make_mesh("fsdp", None, devices=devices)
     assert dict(mesh.shape) == {"data": 1, "fsdp": 3, "tensor": 1}
     assert list(mesh.devices.flat) == devices
+
+
+def test_fit_spec_replicates_indivisible_dims_with_a_warning():
+    mesh = sharding_lib.make_mesh("fsdp_tp", {"fsdp": 2, "tensor": 4})
+    spec = jax.sharding.PartitionSpec("fsdp", "tensor")
+    with captured_warnings("transformer_jax.engine.sharding") as warned:
+        assert sharding_lib.fit_spec(spec, (32, 44), mesh, "w") == spec
+        assert warned == []
+        fitted = sharding_lib.fit_spec(spec, (33, 44), mesh, "w")
+        assert fitted == jax.sharding.PartitionSpec(None, "tensor")
+        fitted = sharding_lib.fit_spec(jax.sharding.PartitionSpec(("fsdp", "tensor")), (12,),
+                                       mesh, "v")
+        assert fitted == jax.sharding.PartitionSpec(None)  # 12 % (2 * 4) != 0
+    assert warned == [
+        "sharding: w dim 33 not divisible by mesh axes fsdp; replicated",
+        "sharding: v dim 12 not divisible by mesh axes ('fsdp', 'tensor'); replicated"]
 
 
 def test_global_batch_splits_rows_over_data_and_fsdp():

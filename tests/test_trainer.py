@@ -26,7 +26,6 @@ import pytest
 
 from transformer_jax.engine import checkpoint as ckpt
 from transformer_jax.engine import metrics as metrics_lib
-from transformer_jax.engine import sharding as sharding_lib
 from transformer_jax.engine.trainer import Trainer
 from transformer_jax.translation.task import TranslationTask
 from transformer_jax.translation.tokenizer import train_sentencepiece
@@ -272,22 +271,6 @@ def test_logged_learning_rate_is_the_papers_schedule(dp_run):
     for step, rate in rates.items():
         assert rate == pytest.approx(2.0 * 32 ** -0.5 * min(step ** -0.5, step * 10 ** -1.5),
                                      rel=1e-6), step
-
-
-def test_fit_spec_replicates_indivisible_dims_with_a_warning():
-    mesh = sharding_lib.make_mesh("fsdp_tp", {"fsdp": 2, "tensor": 4})
-    spec = jax.sharding.PartitionSpec("fsdp", "tensor")
-    with captured_warnings("transformer_jax.engine.sharding") as warned:
-        assert sharding_lib.fit_spec(spec, (32, 44), mesh, "w") == spec
-        assert warned == []
-        fitted = sharding_lib.fit_spec(spec, (33, 44), mesh, "w")
-        assert fitted == jax.sharding.PartitionSpec(None, "tensor")
-        fitted = sharding_lib.fit_spec(jax.sharding.PartitionSpec(("fsdp", "tensor")), (12,),
-                                       mesh, "v")
-        assert fitted == jax.sharding.PartitionSpec(None)  # 12 % (2 * 4) != 0
-    assert warned == [
-        "sharding: w dim 33 not divisible by mesh axes fsdp; replicated",
-        "sharding: v dim 12 not divisible by mesh axes ('fsdp', 'tensor'); replicated"]
 
 
 def test_training_makes_no_implicit_host_to_device_copies(fsdp_run):
