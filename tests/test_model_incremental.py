@@ -17,17 +17,20 @@ from transformer_jax.model import Transformer
 # ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("pre_layer_norm,use_jit", [
-    (False, False), (True, False), (False, True), (True, True)])
-def test_cached_decoding_matches_teacher_forcing(pre_layer_norm, use_jit):
+@pytest.mark.parametrize("pre_layer_norm,use_jit,max_decode_len", [
+    (False, False, L), (True, False, L), (False, True, L), (True, True, L),
+    (False, True, L + 4)])
+def test_cached_decoding_matches_teacher_forcing(pre_layer_norm, use_jit, max_decode_len):
     """Feeding decoder inputs one token at a time through the key/value cache reproduces the
-    teacher-forced logits at every position (source rows with padding included)."""
+    teacher-forced logits at every position (source rows with padding included). With a cache
+    longer than the sequence, as beam search allocates, the still-empty slots stay masked."""
     model, params = init_model(pre_layer_norm=pre_layer_norm)
     inputs, decoder_inputs = make_batch(seed=3)
     expected = forward(model, params, inputs, decoder_inputs)
 
     encoded = model.apply({"params": params}, inputs, method=Transformer.encode)
-    cache = incremental.init_cache(model, params, encoded, inputs, max_decode_len=L)
+    cache = incremental.init_cache(model, params, encoded, inputs,
+                                  max_decode_len=max_decode_len)
     for leaf in jax.tree_util.tree_leaves(cache):
         assert not np.any(np.asarray(leaf))
     tokens_to_logits = incremental.make_tokens_to_logits(model, params, encoded, inputs)
