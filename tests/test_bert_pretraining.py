@@ -1,6 +1,6 @@
 """BERT pretraining on the shared engine: a few-step run with exact resume, its metrics,
-``init_checkpoint`` from a Google TF checkpoint and from a phase-1 workdir (phase 2 at a
-longer sequence length), and the one-line errors of ``bert_jax.main``.
+``init_checkpoint`` from a Google TF checkpoint, a Hugging Face directory and a phase-1
+workdir (phase 2 at a longer sequence length), and the one-line errors of ``bert_jax.main``.
 
 Sizes are odd: hidden 32 (4 heads x 8), intermediate 37, 2 layers, sequence length 23,
 5 predictions per sequence. The corpus is written by the tests in the original format.
@@ -194,13 +194,19 @@ def test_exact_resume(corpus, reference, tmp_path):
                                    saved_params(reference.workdir, reference.trainer))
 
 
-def test_init_checkpoint_from_google_tf_checkpoint(corpus, tmp_path):
-    """The model takes the checkpoint's shape and weights (heads included), and its vocab."""
-    tf_dir = str(tmp_path / "google")
+@pytest.mark.parametrize("source", ["google", "hugging_face"])
+def test_init_checkpoint_from_google_or_hugging_face(corpus, tmp_path, source):
+    """The model takes the checkpoint's shape and weights (heads included), and its vocab,
+    from Google's TF layout and from a Hugging Face directory of the same weights."""
     weights = bert_fixtures.random_weights()
-    bert_fixtures.write_tf_checkpoint(tf_dir, weights)
+    if source == "google":
+        checkpoint = str(tmp_path / "google")
+        bert_fixtures.write_tf_checkpoint(checkpoint, weights)
+    else:
+        checkpoint = bert_fixtures.write_hf_dir(
+            str(tmp_path / "hf"), bert_fixtures.hf_state_dict(weights, 2))
     workdir = str(tmp_path / "warm")
-    config = make_config(corpus, init_checkpoint=tf_dir)
+    config = make_config(corpus, init_checkpoint=checkpoint)
     config.model.update(NO_SIZE_OVERRIDES)
     config.data.max_seq_length = 19  # the checkpoint has 19 positions
     config.data.max_predictions_per_seq = 3
@@ -211,7 +217,7 @@ def test_init_checkpoint_from_google_tf_checkpoint(corpus, tmp_path):
     trainer = Trainer(config, workdir, task)
     with jax.set_mesh(trainer.mesh):
         params = run_helpers.host(trainer.restore_or_init().params)
-    expected = interop.load_pretrained(tf_dir).params
+    expected = interop.load_pretrained(checkpoint).params
     run_helpers.assert_trees_equal(params, expected)
     np.testing.assert_array_equal(
         params["bert"]["token_embed"]["embedding"],
