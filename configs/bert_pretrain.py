@@ -18,7 +18,7 @@ paper runs 90% of its 1M steps at 128 and the rest at 512, batch 256, AdamW with
 at 1.0. ``init_checkpoint`` takes Google's TF checkpoints, Hugging Face directories or a
 workdir of this program.
 
-Expected for size=tiny (measured, see README): about 8 minutes on 2 CPU cores; held-out MLM
+Expected for size=tiny (measured, see README): about 7 minutes on 2 CPU cores; held-out MLM
 accuracy far above the most-frequent-token baseline, NSP accuracy well above 50%.
 """
 

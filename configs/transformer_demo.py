@@ -3,8 +3,8 @@
   python -m transformer_jax.main --config=configs/transformer_demo.py --workdir=/tmp/demo
 
 Trains a small Transformer (post-LN, shared vocabulary, label smoothing) on 2 CPU cores and
-reports SacreBLEU on the held-out test split. Expected (measured, see README): ~7 minutes,
-BLEU 98.5, pronoun accuracy 1.0 on the 22 held-out "it" sentences (reached at ~2,500 steps).
+reports SacreBLEU on the held-out test split. Expected (measured, see README): about 6.5
+minutes, BLEU 98.9, pronoun accuracy 1.0 on the 22 held-out "it" sentences (from ~2,000 steps).
 """
 
 import ml_collections

@@ -13,8 +13,9 @@ Three `mallopt` settings make glibc keep that memory and reuse it:
   * no mmap: large blocks come from the main heap, like small ones;
   * no trimming: the freed top of the heap stays mapped for the next step.
 They hold only for threads that have not allocated yet (a thread keeps the arena of its first
-allocation), so `tune_for_xla_cpu` runs first thing in every entry point, before TensorFlow
-is imported and before JAX creates its CPU client.
+allocation), so `tune_for_xla_cpu` runs first thing in every entry point's `main`, before JAX
+creates its CPU client, whose pool threads allocate the step's buffers (in the training
+programs and the benches also before TensorFlow is imported and starts threads of its own).
 
 The price is host memory. The process keeps its peak until it exits, and the heap settles
 above it: a block freed by one step is pinned by small allocations made next to it (glibc's
