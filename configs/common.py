@@ -11,8 +11,9 @@ def engine_config() -> ml_collections.ConfigDict:
     """Fields the trainer reads. Each task config fills in model/data and overrides these."""
     c = ml_collections.ConfigDict()
     c.seed = 0
-    c.dropout_rng_impl = "threefry4x32"  # any jax.random impl: derives each dropout call's
-                                         # key; the mask bits hash it (transformer_jax/dropout)
+    # Any jax.random impl: derives each dropout call's key; the mask bits hash that key
+    # (transformer_jax/dropout.py).
+    c.dropout_rng_impl = "threefry4x32"
     c.num_train_steps = 1000
     c.batch_size = 64                # global, across all hosts and devices
     c.eval_batch_size = 64           # global

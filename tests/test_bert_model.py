@@ -149,6 +149,7 @@ def test_mlm_only_at_gathered_positions_equals_full_then_gathered():
     np.testing.assert_allclose(mlm, expected, atol=1e-5, rtol=1e-5)  # [B, P, V]
     # The repeated position (row 2 asks for position 2 twice) gives identical logits.
     np.testing.assert_array_equal(mlm[2, 1], mlm[2, 2])
+
     # Nothing of shape [B, L, V] is ever computed when positions are given: the vocabulary
     # projection runs on the gathered rows only.
     def shapes(*args):

@@ -105,11 +105,14 @@ def tfds_records(squad: dict) -> list[dict]:
     """The records TFDS's squad/v2.0 builder yields for a SQuAD JSON: one per question."""
     def starts(answers):
         return [(a["text"], a["answer_start"]) for a in answers]
-    return [bert_fixtures.tfds_record(
+    records = []
+    for article in squad["data"]:
+        for paragraph in article["paragraphs"]:
+            records += [bert_fixtures.tfds_record(
                 qa["id"], paragraph["context"], qa["question"], starts(qa["answers"]),
                 starts(qa.get("plausible_answers", [])), qa["is_impossible"], article["title"])
-            for article in squad["data"] for paragraph in article["paragraphs"]
-            for qa in paragraph["qas"]]
+                for qa in paragraph["qas"]]
+    return records
 
 
 def test_tfds_source_builds_the_same_task_as_the_files(tmp_path):

@@ -358,7 +358,7 @@ def test_eval_batches_equal_counts_across_hosts_with_zero_rows(tokenizer):
             target_length = len(example["targets"])
             assert rows["targets"][i, :target_length].tolist() == example["targets"].tolist()
         for key in BATCH_KEYS:  # padding rows are zero everywhere, so their weight is zero
-            assert not rows[key][len(references) :].any(), key
+            assert not rows[key][len(references):].any(), key
         all_references += references
     assert sorted(all_references) == sorted(pairs)  # hosts' shards: disjoint and complete
 
