@@ -58,6 +58,9 @@ def read_examples(path: str) -> list[tuple[str, str | None]]:
         line = line.strip()
         match = _PAIR.match(line)
         examples.append((match.group(1), match.group(2)) if match else (line, None))
+    if not examples:
+        raise ValueError(f"input file {path} is empty: write one sentence, or one "
+                         "'A ||| B' pair, per line")
     return examples
 
 

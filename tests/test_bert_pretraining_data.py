@@ -349,6 +349,10 @@ def test_tfrecords_round_trip(tmp_path, documents, spec):
         pipeline.tfrecord_pair_dataset(str(tmp_path / "missing*"), 0, 1, None)
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".partial")]
     assert len(os.listdir(tmp_path)) == 3
+    # A prefix in a directory that does not exist yet: the directory is made.
+    nested = str(tmp_path / "new" / "sub" / "pairs")
+    pipeline.pairs_to_tfrecords(iter(examples[:4]), nested, num_shards=2)
+    assert collections.Counter(read(nested + "*")) == collections.Counter(expected[:4])
 
     batches = pipeline.tfrecord_train_batches(
         pipeline.tfrecord_pair_dataset(prefix + "*", 0, 1, seed=2), spec,

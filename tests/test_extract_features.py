@@ -123,6 +123,10 @@ def test_bad_requests_fail_clearly(tmp_path, checkpoint, input_file):
     out = str(tmp_path / "out.jsonl")
     with pytest.raises(FileNotFoundError, match="input file .*missing.txt does not exist"):
         ef.extract_features(directory, str(tmp_path / "missing.txt"), out)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(ValueError, match="input file .*empty.txt is empty: write one sentence"):
+        ef.extract_features(directory, str(empty), out)
     with pytest.raises(ValueError, match="--layers=-3: each index must lie in \\[-2, 1\\]"):
         ef.extract_features(directory, input_file, out, layers=[-3], max_seq_length=12)
     with pytest.raises(ValueError, match="--max_seq_length=128 must lie in \\[3, 19\\]"):

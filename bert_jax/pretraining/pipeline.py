@@ -17,6 +17,7 @@ Pairs come from ``pairs.py`` (Python, fresh each epoch) or from TFRecords writte
 """
 
 import dataclasses
+import os
 import math
 from typing import Iterator, Sequence
 
@@ -131,6 +132,9 @@ def pairs_to_tfrecords(examples: Iterator[dict[str, np.ndarray]], output_prefix:
     for path in paths:
         if tf.io.gfile.exists(path):
             raise FileExistsError(f"{path} exists: choose another output prefix or delete it")
+    directory = os.path.dirname(output_prefix)
+    if directory:  # as training programs create their workdir; gfile also makes gs:// paths
+        tf.io.gfile.makedirs(directory)
     writers = [tf.io.TFRecordWriter(path + ".partial") for path in paths]
     count = 0
     for count, example in enumerate(examples, start=1):
