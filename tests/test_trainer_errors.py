@@ -54,6 +54,33 @@ def test_nan_loss_stops_before_saving_and_keeps_the_last_good_checkpoint(corpus,
     assert all(np.all(np.isfinite(p)) for p in jax.tree_util.tree_leaves(params))
 
 
+def test_an_update_that_overflows_is_never_saved(corpus, tmp_path):
+    """Step 3's loss is finite (the params before its update gave it), but the update leaves
+    inf/NaN in one weight: the step-3 save is refused and checkpoint 2 stays the latest."""
+    workdir = str(tmp_path)
+    config = make_config(corpus, "fsdp", log_every=100, checkpoint_every=1)
+    trainer = Trainer(config, workdir, TranslationTask(config, workdir))
+    real_step = trainer.train_step_fn
+
+    def overflowing_step(state, batch):
+        state, metrics = real_step(state, batch)
+        if int(jax.device_get(state.step)) == 3:
+            leaves, treedef = jax.tree.flatten(state.params)
+            leaves[-1] = leaves[-1] * jnp.inf  # inf, and NaN where the weight is 0
+            state = state.replace(params=jax.tree.unflatten(treedef, leaves))
+        return state, metrics
+
+    trainer.train_step_fn = overflowing_step
+    with pytest.raises(NonFiniteLossError, match=(
+            f"params are not finite after the update of step 3; last good checkpoint: 2 in "
+            f"{workdir} \\(kept\\)")) as error:
+        trainer.run()
+    assert "\n" not in str(error.value)
+    assert trainer.manager.latest_step() == 2
+    params = saved_params(workdir, trainer)
+    assert all(np.all(np.isfinite(p)) for p in jax.tree_util.tree_leaves(params))
+
+
 def test_unknown_model_key_is_named(corpus, tmp_path):
     config = make_config(corpus, "dp")
     config.model.num_layerz = 3

@@ -33,8 +33,19 @@ from transformer_jax.engine.task import Batch, Task
 log = logging.getLogger(__name__)
 
 
+_NON_FINITE_FIX = ("Lower optimizer.learning_rate, raise warmup_steps or enable "
+                   "clip_grad_norm, then rerun to resume")
+
+
 class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite."""
+    """The training loss, or the params an update left, became NaN or infinite."""
+
+
+def all_finite(tree) -> jax.Array:
+    """A scalar bool: no NaN or inf in any floating-point leaf of ``tree``."""
+    leaves = [jnp.isfinite(x).all() for x in jax.tree.leaves(tree)
+              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
 class Preempted(Exception):
@@ -125,6 +136,9 @@ class Trainer:
             functools.partial(eval_step, task=task),
             in_shardings=(self.state_shardings.params, self.batch_sharding),
             out_shardings=state_lib.replicated(self.mesh))
+        self._params_finite = jax.jit(
+            all_finite, in_shardings=(self.state_shardings.params,),
+            out_shardings=state_lib.replicated(self.mesh))
 
     @property
     def num_batch_shards(self) -> int:
@@ -192,6 +206,15 @@ class Trainer:
         return results
 
     def save(self, state: TrainState, step: int) -> None:
+        # The NaN guard reads the loss, which the params *before* the update gave: an update
+        # that overflows leaves a finite loss and inf/NaN params, which must not be saved as
+        # the checkpoint a rerun resumes from.
+        finite = self._params_finite(state.params)
+        if not jax.device_get(finite.addressable_data(0)):
+            raise NonFiniteLossError(
+                f"params are not finite after the update of step {step}; last good "
+                f"checkpoint: {self.manager.latest_step()} in {self.workdir} (kept). "
+                f"{_NON_FINITE_FIX}")
         ckpt.save(self.manager, step, state, self.metadata(step), force=True)
 
     def learning_rate(self, step: int) -> float:
@@ -207,8 +230,7 @@ class Trainer:
             last = self.manager.latest_step()
             raise NonFiniteLossError(
                 f"training loss is {values['train/loss']} by step {step}; last good "
-                f"checkpoint: {last} in {self.workdir} (kept). Lower optimizer.learning_rate, "
-                "raise warmup_steps or enable clip_grad_norm, then rerun to resume")
+                f"checkpoint: {last} in {self.workdir} (kept). {_NON_FINITE_FIX}")
         values["train/learning_rate"] = self.learning_rate(step)
         return values
 
