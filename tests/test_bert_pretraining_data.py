@@ -342,6 +342,16 @@ def test_tfrecords_round_trip(tmp_path, documents, spec):
 
     with pytest.raises(FileExistsError, match="exists"):
         pipeline.pairs_to_tfrecords(iter(examples[:5]), prefix, num_shards=3)
+    # Another shard count on the same prefix would double the data its glob reads.
+    with pytest.raises(FileExistsError, match="exists \\(3 shard\\(s\\) with this prefix\\)"):
+        pipeline.pairs_to_tfrecords(iter(examples[:5]), prefix, num_shards=2)
+
+    def failing():  # the corpus fails after two pairs: no file of the prefix is left
+        yield from examples[:2]
+        raise ValueError("bad corpus")
+
+    with pytest.raises(ValueError, match="bad corpus"):
+        pipeline.pairs_to_tfrecords(failing(), str(tmp_path / "failed"), num_shards=2)
     assert collections.Counter(read(prefix + "*")) == collections.Counter(expected)  # intact
     with pytest.raises(ValueError, match="no sentence pairs"):
         pipeline.pairs_to_tfrecords(iter([]), str(tmp_path / "empty"), num_shards=2)

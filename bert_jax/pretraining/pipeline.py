@@ -127,29 +127,45 @@ def pairs_to_tfrecords(examples: Iterator[dict[str, np.ndarray]], output_prefix:
                        num_shards: int) -> list[str]:
     """Writes unmasked pairs round-robin into ``num_shards`` TFRecord files
     ``<prefix>-00000-of-0000N.tfrecord``; returns their paths. Files are written under a
-    temporary name and renamed when complete, so a crash never leaves a partial shard."""
-    paths = [f"{output_prefix}-{i:05d}-of-{num_shards:05d}.tfrecord" for i in range(num_shards)]
-    for path in paths:
-        if tf.io.gfile.exists(path):
-            raise FileExistsError(f"{path} exists: choose another output prefix or delete it")
+    temporary name and renamed when complete, so a crash never leaves a partial shard, and
+    an error (a corpus that yields no pairs, say) leaves no file behind."""
+    # Any shard set of this prefix, whatever its shard count: readers glob '<prefix>-*', so
+    # a second set beside the first would be read as one dataset with every pair twice.
+    existing = tf.io.gfile.glob(f"{output_prefix}-*-of-*.tfrecord")
+    if existing:
+        raise FileExistsError(f"{sorted(existing)[0]} exists ({len(existing)} shard(s) with "
+                              "this prefix): choose another output prefix or delete them")
     directory = os.path.dirname(output_prefix)
     if directory:  # as training programs create their workdir; gfile also makes gs:// paths
         tf.io.gfile.makedirs(directory)
-    writers = [tf.io.TFRecordWriter(path + ".partial") for path in paths]
-    count = 0
-    for count, example in enumerate(examples, start=1):
-        features = {key: _pair_feature(value) for key, value in example.items()}
-        record = tf.train.Example(features=tf.train.Features(feature=features))
-        writers[(count - 1) % num_shards].write(record.SerializeToString())
-    for writer in writers:
-        writer.close()
-    if count == 0:
+    paths = [f"{output_prefix}-{i:05d}-of-{num_shards:05d}.tfrecord" for i in range(num_shards)]
+    try:
+        count = _write_round_robin(examples, [path + ".partial" for path in paths])
+        if count == 0:
+            raise ValueError("no sentence pairs to write: the corpus yields no pairs")
+    except BaseException:
         for path in paths:
-            tf.io.gfile.remove(path + ".partial")
-        raise ValueError("no sentence pairs to write: the corpus yields no pairs")
+            if tf.io.gfile.exists(path + ".partial"):
+                tf.io.gfile.remove(path + ".partial")
+        raise
     for path in paths:
         tf.io.gfile.rename(path + ".partial", path)
     return paths
+
+
+def _write_round_robin(examples: Iterator[dict[str, np.ndarray]], paths: list[str]) -> int:
+    """Example i goes to ``paths[i % len(paths)]``; returns the number written."""
+    writers = [tf.io.TFRecordWriter(path) for path in paths]
+    count = 0
+    try:
+        for count, example in enumerate(examples, start=1):
+            features = {key: _pair_feature(value) for key, value in example.items()}
+            record = tf.train.Example(features=tf.train.Features(feature=features))
+            writers[(count - 1) % len(writers)].write(record.SerializeToString())
+    finally:
+        for writer in writers:
+            writer.close()
+    return count
 
 
 def tfrecord_pair_dataset(patterns: str, process_index: int, process_count: int,

@@ -61,12 +61,15 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     runtime.setup_host(("bert_jax",))
+    import tensorflow as tf  # after setup_host: the malloc tuning comes first
+
     try:
         write(FLAGS.input_files, FLAGS.vocab_file, FLAGS.output_prefix,
               num_shards=FLAGS.num_shards, max_seq_length=FLAGS.max_seq_length,
               short_seq_prob=FLAGS.short_seq_prob, dupe_factor=FLAGS.dupe_factor,
               seed=FLAGS.seed, do_lower_case=FLAGS.do_lower_case)
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
+    except (FileNotFoundError, FileExistsError, ValueError, tf.errors.OpError) as error:
+        # tf.errors.OpError: gfile's (a gs:// bucket that is not there, no permission).
         sys.exit(f"error: {runtime.last_line(error)}")
 
 
