@@ -389,8 +389,16 @@ def test_training_reads_tfrecords_written_offline(corpus, reference, tmp_path):
     # The reference's config but the data: the same compiled steps.
     config = make_config(corpus)
     config.data.update(dict(source="tfrecords", input_files=str(tmp_path / "train-*"),
-                            eval_input_files=str(tmp_path / "eval-*"), vocab_file=vocab))
+                            eval_input_files="", vocab_file=vocab))
     workdir = str(tmp_path / "work")
+    # Shards that are not there fail at start, not at the first eval.
+    with pytest.raises(ValueError, match="source='tfrecords' needs data.eval_input_files"):
+        PretrainingTask(config, workdir)
+    config.data.eval_input_files = str(tmp_path / "evl-*")
+    with pytest.raises(FileNotFoundError, match="TFRecord pattern .*evl-.* matches no file"):
+        PretrainingTask(config, workdir)
+    assert not os.path.exists(workdir)
+    config.data.eval_input_files = str(tmp_path / "eval-*")
     run(config, workdir)
     assert sorted(run_helpers.scalars(workdir, "train/mlm_loss")) == list(range(1, STEPS + 1))
     # The workdir keeps a copy of the vocab (fine-tuning's init_checkpoint reads it there),

@@ -28,6 +28,8 @@ from bert_jax.pretraining import corpus, masking, pairs
 from bert_jax.tokenization import FullTokenizer
 
 Batch = dict[str, np.ndarray]
+# Ends the error for a TFRecord pattern that matches nothing.
+TFRECORD_HINT = " (write them with python -m bert_jax.pretraining.write_tfrecords)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,7 +175,7 @@ def tfrecord_pair_dataset(patterns: str, process_index: int, process_count: int,
     """Pairs from TFRecords; files are split among hosts (records, if fewer files than
     hosts). ``seed`` shuffles the file order each epoch; None keeps it (evaluation)."""
     files = corpus.expand_patterns(
-        patterns, "TFRecord", " (write them with python -m bert_jax.pretraining.write_tfrecords)")
+        patterns, "TFRecord", TFRECORD_HINT)
     if len(files) >= process_count:
         files, record_shard = files[process_index::process_count], False
     else:

@@ -9,7 +9,7 @@ import jax
 import ml_collections
 import tensorflow as tf
 
-from bert_jax.pretraining import corpus
+from bert_jax.pretraining import corpus, pipeline
 from bert_jax.tokenization import FullTokenizer
 from bert_jax.wordpiece_vocab import train_vocab, write_vocab
 
@@ -33,6 +33,16 @@ def load_documents(data: ml_collections.ConfigDict) -> tuple[list, list]:
         return corpus.split_documents(read(data.tfds_train_split), data.eval_fraction)
     raise ValueError(f"unknown data.source {data.source!r}; use 'stdlib', 'files', 'tfds' or "
                      "'tfrecords'")
+
+
+def check_tfrecord_patterns(data: ml_collections.ConfigDict) -> None:
+    """At start, not at the first eval thousands of steps in: both shard sets must exist."""
+    if not data.eval_input_files:
+        raise ValueError("data.source='tfrecords' needs data.eval_input_files: held-out pair "
+                         "shards, written by bert_jax.pretraining.write_tfrecords from "
+                         "documents kept out of training")
+    for patterns in (data.input_files, data.eval_input_files):
+        corpus.expand_patterns(patterns, "TFRecord", pipeline.TFRECORD_HINT)
 
 
 def load_tokenizer(data: ml_collections.ConfigDict, workdir: str, documents) -> FullTokenizer:

@@ -52,8 +52,11 @@ class PretrainingTask(Task):
         from bert_jax.pretraining import masking, pairs, pipeline, sources
 
         self.config, self.data = config, config.data
-        train_docs, eval_docs = (None, None) if self.data.source == "tfrecords" else (
-            sources.load_documents(self.data))
+        if self.data.source == "tfrecords":
+            sources.check_tfrecord_patterns(self.data)
+            train_docs, eval_docs = None, None
+        else:
+            train_docs, eval_docs = sources.load_documents(self.data)
         self._pretrained = None
         if config.init_checkpoint:
             self._pretrained = interop.load_pretrained(config.init_checkpoint)
