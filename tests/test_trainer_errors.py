@@ -14,7 +14,7 @@ from transformer_jax.engine.trainer import NonFiniteLossError, Trainer
 from transformer_jax.translation.task import TranslationTask
 
 import trainer_helpers
-from trainer_helpers import make_config, saved_params, write_lines
+from trainer_helpers import make_config, run, saved_params, write_lines
 
 corpus = trainer_helpers.corpus  # the tiny translation corpus (a module fixture)
 
@@ -79,6 +79,11 @@ def test_an_update_that_overflows_is_never_saved(corpus, tmp_path):
     assert trainer.manager.latest_step() == 2
     params = saved_params(workdir, trainer)
     assert all(np.all(np.isfinite(p)) for p in jax.tree_util.tree_leaves(params))
+
+
+def test_unknown_best_metric_is_named(corpus, tmp_path):
+    with pytest.raises(ValueError, match="best_metric='eval/bleu' is not among the eval"):
+        run(make_config(corpus, "dp", eval_every=2, best_metric="eval/bleu"), tmp_path / "w")
 
 
 def test_unknown_model_key_is_named(corpus, tmp_path):

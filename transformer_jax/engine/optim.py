@@ -191,6 +191,28 @@ def _base_optimizer(
     return optax.lamb(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=decay_mask)
 
 
+def check_resumable(saved: dict, opt_config: ml_collections.ConfigDict, where: str) -> None:
+    """Refuses, in one line, to resume an optimizer state into an optimizer of another layout.
+
+    ``saved`` is the checkpoint's ``config.optimizer``. Only the optimizer and whether it
+    accumulates shape its state; learning rate, schedule, betas, weight decay and clipping may
+    change between runs.
+    """
+    def layout(cfg) -> dict:
+        return {"name": _field(cfg, "name"),
+                "grad_accum_steps > 1": int(_field(cfg, "grad_accum_steps")) > 1}
+
+    old = layout(ml_collections.ConfigDict(saved))
+    new = layout(opt_config)
+    if old != new:
+        diffs = "; ".join(f"{k}: checkpoint {old[k]!r} vs config {new[k]!r}"
+                          for k in new if old[k] != new[k])
+        raise ValueError(
+            f"{where}'s optimizer state does not fit this config's optimizer ({diffs}): "
+            "set them back to resume, or start a new --workdir with config.init_from set to "
+            "this one to keep its params only")
+
+
 def create_optimizer(
     opt_config: ml_collections.ConfigDict,
     *,
@@ -223,8 +245,10 @@ def create_optimizer(
         opt_config, d_model=d_model, num_train_steps=num_train_steps
     )
     tx = _base_optimizer(opt_config, schedule)
-    if clip_grad_norm > 0:
-        tx = optax.chain(optax.clip_by_global_norm(clip_grad_norm), tx)
+    # Chained either way (both states are empty), so the state's layout does not depend on
+    # clipping: a run may turn it on when it resumes, as the NaN guard's message advises.
+    clip = optax.clip_by_global_norm(clip_grad_norm) if clip_grad_norm > 0 else optax.identity()
+    tx = optax.chain(clip, tx)
     if grad_accum_steps > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=grad_accum_steps).gradient_transformation()
     return tx, schedule

@@ -172,11 +172,8 @@ class Trainer:
     def restore_or_init(self) -> TrainState:
         """Latest checkpoint in the workdir, else ``init_from`` params, else the task's
         ``initial_params`` (a pretrained model), else fresh."""
-        restored = ckpt.restore_latest_readable(
-            self.manager, self.abstract_state,
-            lambda metadata: ckpt.check_compatible(metadata, self.task.name,
-                                                   self.task.compatibility_hparams(),
-                                                   f"workdir {self.workdir}"))
+        restored = ckpt.restore_latest_readable(self.manager, self.abstract_state,
+                                                self._check_resumable)
         if restored is not None:
             step, state, metadata = restored
             log.info("resuming from checkpoint at step %d", step)
@@ -193,6 +190,14 @@ class Trainer:
         elif (params := self.task.initial_params(state.params)) is not None:
             state = state.replace(params=params)
         return state
+
+    def _check_resumable(self, metadata: dict) -> None:
+        """The same task and model, and an optimizer whose state the checkpoint's fits."""
+        where = f"workdir {self.workdir}"
+        ckpt.check_compatible(metadata, self.task.name, self.task.compatibility_hparams(), where)
+        saved = metadata.get("config", {}).get("optimizer")
+        if saved and "name" in saved:  # metadata of every run of this code has it
+            optim.check_resumable(saved, self.config.optimizer, where)
 
     def evaluate(self, state: TrainState) -> dict[str, float]:
         acc = None
