@@ -410,6 +410,12 @@ def test_training_reads_tfrecords_written_offline(corpus, reference, tmp_path):
     config.data.vocab_file = str(other)
     with pytest.raises(ValueError, match="differs from .*the vocab this workdir was trained"):
         PretrainingTask(config, workdir)
+    # The same tokens with Windows line endings are the same vocab.
+    crlf = tmp_path / "vocab_crlf.txt"
+    with open(vocab) as f:
+        crlf.write_bytes(f.read().replace("\n", "\r\n").encode())
+    config.data.vocab_file = str(crlf)
+    PretrainingTask(config, workdir)
     config.data.vocab_file = vocab
     assert 0.0 <= run_helpers.scalars(workdir, "eval/nsp_accuracy")[STEPS] <= 1.0
     # Longer pairs than the run's max_seq_length are refused with the fix.

@@ -10,7 +10,7 @@ import ml_collections
 import tensorflow as tf
 
 from bert_jax.pretraining import corpus, pipeline
-from bert_jax.tokenization import FullTokenizer
+from bert_jax.tokenization import FullTokenizer, load_vocab
 from bert_jax.wordpiece_vocab import train_vocab, write_vocab
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,11 @@ def _keep_vocab_copy(vocab_file: str, path: str) -> None:
     with tf.io.gfile.GFile(vocab_file) as f:
         vocab = f.read()
     if tf.io.gfile.exists(path):
-        with tf.io.gfile.GFile(path) as f:
-            if f.read() != vocab:
-                raise ValueError(f"data.vocab_file {vocab_file} differs from {path}, the vocab "
-                                 "this workdir was trained with: use that one, or a new --workdir")
+        # Compared as token lists, as init_checkpoint's vocab is: the same tokens with other
+        # line endings (or a byte-order mark) are the same vocab.
+        if load_vocab(path, required=()) != load_vocab(vocab_file, required=()):
+            raise ValueError(f"data.vocab_file {vocab_file} differs from {path}, the vocab "
+                             "this workdir was trained with: use that one, or a new --workdir")
         return
     if jax.process_index() == 0:
         tf.io.gfile.makedirs(os.path.dirname(path))
