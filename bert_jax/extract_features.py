@@ -31,7 +31,7 @@ from absl import app, flags
 
 from bert_jax import interop
 from bert_jax.model import BertConfig, BertEncoder
-from bert_jax.tokenization import FullTokenizer
+from bert_jax.tokenization import FullTokenizer, load_vocab
 from transformer_jax import runtime, textfiles
 
 log = logging.getLogger(__name__)
@@ -148,8 +148,11 @@ def feature_json(feature: InputFeatures, layer_indexes: Sequence[int],
 def extract_features(init_checkpoint: str, input_file: str, output_file: str,
                      layers: Sequence[int] = (-1, -2, -3, -4), max_seq_length: int = 128,
                      vocab_file: str | None = None, do_lower_case: bool = True,
-                     batch_size: int = 8) -> int:
+                     batch_size: int = 8, overwrite: bool = False) -> int:
     """The whole CLI as a function; returns the number of lines written."""
+    if not overwrite and tf.io.gfile.exists(output_file):  # the input file itself, say
+        raise FileExistsError(f"output file {output_file} exists: pass --overwrite to replace "
+                              "it, or choose another --output_file")
     examples = read_examples(input_file)  # before loading: a missing file should fail fast
     pretrained = interop.load_pretrained(init_checkpoint)
     config = pretrained.config
@@ -163,6 +166,10 @@ def extract_features(init_checkpoint: str, input_file: str, output_file: str,
         raise ValueError(f"--max_seq_length={max_seq_length} must lie in [3, "
                          f"{config.max_position_embeddings}] (the checkpoint's "
                          "max_position_embeddings)")
+    if vocab_file and pretrained.vocab_file and (
+            load_vocab(vocab_file, required=()) != load_vocab(pretrained.vocab_file, required=())):
+        raise ValueError(f"--vocab_file {vocab_file} differs from the vocab.txt of "
+                         f"{init_checkpoint}: omit --vocab_file to use the checkpoint's own")
     vocab_file = vocab_file or pretrained.vocab_file
     if vocab_file is None:
         raise FileNotFoundError(f"no vocab.txt beside {init_checkpoint}; pass --vocab_file")
@@ -194,6 +201,7 @@ def define_flags() -> None:
     flags.DEFINE_bool("do_lower_case", True, "Lower-case (and strip accents); true for "
                       "uncased models.")
     flags.DEFINE_integer("batch_size", 8, "Inputs per forward pass.", lower_bound=1)
+    flags.DEFINE_bool("overwrite", False, "Replace --output_file if it exists.")
     flags.mark_flags_as_required(["init_checkpoint", "input_file", "output_file"])
 
 
@@ -209,8 +217,8 @@ def main(argv):
     try:
         extract_features(FLAGS.init_checkpoint, FLAGS.input_file, FLAGS.output_file, layers,
                          FLAGS.max_seq_length, FLAGS.vocab_file, FLAGS.do_lower_case,
-                         FLAGS.batch_size)
-    except (FileNotFoundError, ValueError, tf.errors.OpError) as error:
+                         FLAGS.batch_size, FLAGS.overwrite)
+    except (FileNotFoundError, FileExistsError, ValueError, tf.errors.OpError) as error:
         # A wrong path or an impossible request is a user error: one line, no traceback.
         sys.stderr.write(f"error: {error}\n")
         sys.exit(2)

@@ -127,6 +127,12 @@ def test_bad_requests_fail_clearly(tmp_path, checkpoint, input_file):
     empty.write_text("")
     with pytest.raises(ValueError, match="input file .*empty.txt is empty: write one sentence"):
         ef.extract_features(directory, str(empty), out)
+    shuffled = tmp_path / "shuffled_vocab.txt"  # the checkpoint's tokens in another order
+    shuffled.write_text("\n".join(fx.VOCAB[:5] + fx.VOCAB[5:][::-1]) + "\n")
+    with pytest.raises(ValueError, match="--vocab_file .*shuffled_vocab.txt differs from the "
+                                         "vocab.txt of .*: omit --vocab_file"):
+        ef.extract_features(directory, input_file, out, layers=[-1], max_seq_length=12,
+                            vocab_file=str(shuffled))
     with pytest.raises(ValueError, match="--layers=-3: each index must lie in \\[-2, 1\\]"):
         ef.extract_features(directory, input_file, out, layers=[-3], max_seq_length=12)
     with pytest.raises(ValueError, match="--max_seq_length=128 must lie in \\[3, 19\\]"):
@@ -149,8 +155,20 @@ def test_cli(tmp_path, checkpoint, input_file):
     records = read_jsonl(out)
     assert len(records) == 3
     assert [layer["index"] for layer in records[0]["features"][0]["layers"]] == [-1, 0]
-    result = _run_cli(f"--init_checkpoint={tmp_path / 'nowhere'}", f"--input_file={input_file}",
+    written = out.read_text()
+    result = _run_cli(f"--init_checkpoint={directory}", f"--input_file={input_file}",
                       f"--output_file={out}", "--max_seq_length=16")
+    assert result.returncode == 2 and out.read_text() == written
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: output file {out} exists: pass --overwrite to replace it, or choose another "
+        "--output_file")
+    result = _run_cli(f"--init_checkpoint={directory}", f"--input_file={input_file}",
+                      f"--output_file={out}", "--max_seq_length=16", "--layers=-1",
+                      "--overwrite")
+    assert result.returncode == 0, result.stderr
+    assert [layer["index"] for layer in read_jsonl(out)[0]["features"][0]["layers"]] == [-1]
+    result = _run_cli(f"--init_checkpoint={tmp_path / 'nowhere'}", f"--input_file={input_file}",
+                      f"--output_file={tmp_path / 'other.jsonl'}", "--max_seq_length=16")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(
         f"error: checkpoint {tmp_path / 'nowhere'} does not exist")
