@@ -418,6 +418,18 @@ def test_training_reads_tfrecords_written_offline(corpus, reference, tmp_path):
     PretrainingTask(config, workdir)
     config.data.vocab_file = vocab
     assert 0.0 <= run_helpers.scalars(workdir, "eval/nsp_accuracy")[STEPS] <= 1.0
+    # Pairs written with a larger vocab are refused as they are read, naming the fix.
+    small = tmp_path / "small_vocab.txt"
+    with open(vocab) as f:
+        small.write_text("".join(f.readlines()[:30]))
+    config.data.vocab_file = str(small)
+    task = PretrainingTask(config, str(tmp_path / "small"))
+    with pytest.raises(Exception) as error:
+        next(task.train_batches(8, 0, 0, 1))
+    assert runtime.last_line(error.value) == (  # what bert_jax.main prints after "error: "
+        "a TFRecord pair holds a token id past the 30 tokens of the vocab: it was written "
+        "with another vocab; set data.vocab_file to that one or rewrite the TFRecords")
+    config.data.vocab_file = vocab
     # Longer pairs than the run's max_seq_length are refused with the fix.
     config.data.max_seq_length = 17
     config.data.max_predictions_per_seq = 3

@@ -2,6 +2,7 @@
 
 import importlib.util
 import logging
+import re
 import sys
 
 from absl import logging as absl_logging
@@ -100,8 +101,15 @@ def _check_config_loaded(flag_values) -> None:
         _exit(f"cannot load --config: {last_line(error)}")
 
 
+# "... assertion failed: [<message>] [Condition x < y did not hold ...] ..."
+_TF_ASSERTION = re.compile(r"assertion failed: \[(.+?)\] \[")
+
+
 def last_line(error: BaseException) -> str:
-    """The line that names the problem; config errors carry a whole traceback before it."""
+    """The line that names the problem; config errors carry a whole traceback before it, and
+    a tf.data assertion wraps its message in the op's name and the values it compared."""
+    if assertion := _TF_ASSERTION.search(str(error)):
+        return assertion.group(1)
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[-1] if lines else repr(error)
 

@@ -237,12 +237,19 @@ def _mask_and_pad(spec: ExampleSpec, seed: int, process_index: int, process_coun
     return fn
 
 
-def _check_fits(ds: tf.data.Dataset, max_seq_length: int) -> tf.data.Dataset:
+def _check_fits(ds: tf.data.Dataset, spec: ExampleSpec) -> tf.data.Dataset:
+    """Pairs written offline must fit this run: its length, and its vocab (ids past it would
+    read no embedding, and show up only later as a NaN loss)."""
     def check(pair):
         tf.debugging.assert_less_equal(
-            tf.size(pair["input_ids"]), max_seq_length,
+            tf.size(pair["input_ids"]), spec.max_seq_length,
             message="a TFRecord pair is longer than data.max_seq_length: it was written for "
                     "a longer max_seq_length; rewrite the TFRecords or raise max_seq_length")
+        tf.debugging.assert_less(
+            pair["input_ids"], len(spec.vocab),
+            message=f"a TFRecord pair holds a token id past the {len(spec.vocab)} tokens of "
+                    "the vocab: it was written with another vocab; set data.vocab_file to "
+                    "that one or rewrite the TFRecords")
         return pair
     return ds.map(check)
 
@@ -303,7 +310,7 @@ def tfrecord_train_batches(pairs_ds: tf.data.Dataset, spec: ExampleSpec, *,
                            start_batch: int = 0) -> Iterator[Batch]:
     """Endless per-host batches from this host's TFRecord pairs (``tfrecord_pair_dataset``).
     ``start_batch`` replays and skips that many batches (time proportional to it)."""
-    ds = _check_fits(pairs_ds.repeat(), spec.max_seq_length)
+    ds = _check_fits(pairs_ds.repeat(), spec)
     if shuffle_buffer > 1:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     ds = _batches(ds, spec, batch_size_per_host, seed, process_index, process_count)
@@ -319,7 +326,7 @@ def eval_batches(pairs_ds: tf.data.Dataset, spec: ExampleSpec, *, batch_size_per
     if total == 0:
         raise ValueError("the held-out set yields no sentence pairs: add held-out documents")
     num_batches = math.ceil(math.ceil(total / process_count) / batch_size_per_host)
-    ds = _check_fits(pairs_ds.shard(process_count, process_index), spec.max_seq_length)
+    ds = _check_fits(pairs_ds.shard(process_count, process_index), spec)
     ds = ds.enumerate().map(_mask_and_pad(spec, seed, process_index, process_count))
     examples = list(_deterministic(ds).as_numpy_iterator())
     if not examples:  # fewer pairs than hosts: this host only pads
