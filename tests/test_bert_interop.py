@@ -366,7 +366,12 @@ def test_bad_inputs_fail_clearly(tmp_path, weights):
     with pytest.raises(ValueError, match="not a BERT checkpoint; expected .*Hugging Face"):
         load_pretrained(str(tmp_path / "empty"))
     hf_dir = str(tmp_path / "hf")
-    fx.write_hf_dir(hf_dir, {})
+    fx.write_hf_dir(hf_dir, {"bert.pooler.dense.bias": np.ones(32, np.float32)})
+    with open(os.path.join(hf_dir, "model.safetensors"), "r+b") as f:
+        f.truncate(len(f.read()) // 2)  # as an interrupted download leaves it
+    with pytest.raises(ValueError, match="model.safetensors: .*; the file is damaged or "
+                                         "incomplete .*: fetch it again"):
+        load_pretrained(hf_dir)
     os.remove(os.path.join(hf_dir, "model.safetensors"))
     with pytest.raises(FileNotFoundError, match="neither model.safetensors nor pytorch_model"):
         load_pretrained(hf_dir)

@@ -66,7 +66,10 @@ def _read_weights(directory: str) -> tuple[str, dict[str, np.ndarray]]:
         with tf.io.gfile.GFile(path, "rb") as f:
             try:
                 return path, safetensors.numpy.load(f.read())
-            except (safetensors.SafetensorError, KeyError, ValueError) as error:
+            except safetensors.SafetensorError as error:  # a header or size that is wrong
+                raise ValueError(f"cannot read {path}: {error}; the file is damaged or "
+                                 "incomplete (an interrupted download?): fetch it again") from None
+            except (KeyError, ValueError) as error:
                 # KeyError: a dtype numpy lacks (BF16), raised by safetensors.numpy.
                 raise ValueError(f"cannot read {path}: {error!r}; only float16/32/64 "
                                  "safetensors files are supported") from None
