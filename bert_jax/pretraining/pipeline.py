@@ -17,8 +17,8 @@ Pairs come from ``pairs.py`` (Python, fresh each epoch) or from TFRecords writte
 """
 
 import dataclasses
-import os
 import math
+import os
 from typing import Iterator, Sequence
 
 import numpy as np
