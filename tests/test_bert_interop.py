@@ -297,6 +297,17 @@ def test_own_workdir(tmp_path, from_tf):
         assert loaded.vocab_file == os.path.join(workdir, "vocab.txt")
         assert "bert_pretraining" in loaded.source and "step 7" in loaded.source
         assert_trees_equal(loaded.params, params)
+    # A workdir of the translation Transformer is named as not BERT, in one short line.
+    other = str(tmp_path / "translation")
+    manager = ckpt.make_manager(other, async_save=False)
+    ckpt.save(manager, 3, {"step": jnp.int32(3), "params": {"w": jnp.ones(3)}},
+              {"task": "translation", "model": {"d_model": 32, "num_encoder_layers": 2}})
+    manager.wait_until_finished()
+    manager.close()
+    with pytest.raises(ValueError, match="holds a 'translation' checkpoint whose model is not "
+                                         "BERT: give a BERT checkpoint") as error:
+        load_pretrained(other)
+    assert "\n" not in str(error.value) and "d_model" not in str(error.value)
 
 
 def test_restore_into_templates(from_tf):

@@ -78,5 +78,8 @@ def _config(metadata: dict, where: epath.Path) -> BertConfig:
         # The default attention core: the run's kernel (cuDNN, say) may not exist here.
         return BertConfig.from_dict(dict(model, attention_implementation="einsum"))
     except (TypeError, ValueError) as error:
+        # The key lists that BertConfig.from_dict names would bury the line's point.
+        del error
         raise ValueError(f"{where} holds a '{metadata.get('task')}' checkpoint whose model is "
-                         f"not a BertConfig ({error})") from None
+                         "not BERT: give a BERT checkpoint (a pretraining or fine-tuning "
+                         "workdir, Google's TF files or a Hugging Face directory)") from None
