@@ -109,9 +109,11 @@ def test_sigterm_saves_a_restorable_checkpoint_and_exits_75(demo_workdir, tmp_pa
 
 
 def test_main_rejects_an_unknown_config_field(tmp_path):
-    result = _main(str(tmp_path / "never"), "--config.foo=1", timeout=120)
+    result = _main(str(tmp_path / "never"), "--config.num_train_steps=2",
+                   "--config.data.foo=1", timeout=120)
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("error: unknown config field 'foo'"), result.stderr[-500:]
+    assert last_line == ("error: unknown config field 'foo' in --config.data.foo=1; override "
+                         "only fields that exist in the config file"), result.stderr[-500:]
     assert "Traceback" not in result.stderr
     assert not os.path.exists(tmp_path / "never")

@@ -84,8 +84,12 @@ def parse_flags(argv: list[str]) -> list[str]:
         _check_config_loaded(flags.FLAGS)
         return remaining
     except (AttributeError, KeyError) as error:
-        overrides = " ".join(a for a in argv[1:] if a.startswith("--config."))
-        _exit(f"unknown config field {str(error).strip(chr(34))} among {overrides}; "
+        # ml_collections names the unknown leaf only ('foo'); show the flag that set it.
+        field = str(error).strip(chr(34)).strip("'")
+        overrides = [a for a in argv[1:] if a.startswith("--config.")]
+        culprits = [a for a in overrides
+                    if re.fullmatch(rf"--config\.(?:[\w.]+\.)?{re.escape(field)}(=.*)?", a)]
+        _exit(f"unknown config field '{field}' in {' '.join(culprits or overrides)}; "
               "override only fields that exist in the config file")
     except (flags.Error, TypeError, ValueError) as error:
         _exit(f"{last_line(error)} (see --helpshort)")
