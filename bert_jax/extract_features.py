@@ -31,7 +31,7 @@ from absl import app, flags
 
 from bert_jax import interop
 from bert_jax.model import BertConfig, BertEncoder
-from bert_jax.tokenization import FullTokenizer, load_vocab
+from bert_jax.tokenization import FullTokenizer, same_vocab
 from transformer_jax import runtime, textfiles
 
 log = logging.getLogger(__name__)
@@ -166,8 +166,8 @@ def extract_features(init_checkpoint: str, input_file: str, output_file: str,
         raise ValueError(f"--max_seq_length={max_seq_length} must lie in [3, "
                          f"{config.max_position_embeddings}] (the checkpoint's "
                          "max_position_embeddings)")
-    if vocab_file and pretrained.vocab_file and (
-            load_vocab(vocab_file, required=()) != load_vocab(pretrained.vocab_file, required=())):
+    if vocab_file and pretrained.vocab_file and not same_vocab(vocab_file,
+                                                               pretrained.vocab_file):
         raise ValueError(f"--vocab_file {vocab_file} differs from the vocab.txt of "
                          f"{init_checkpoint}: omit --vocab_file to use the checkpoint's own")
     vocab_file = vocab_file or pretrained.vocab_file

@@ -215,6 +215,11 @@ def load_vocab(path: str, required: Sequence[str] = SPECIAL_TOKENS) -> list[str]
     return tokens
 
 
+def same_vocab(path: str, other: str) -> bool:
+    """The same tokens at the same ids: line endings and a byte-order mark do not count."""
+    return load_vocab(path, required=()) == load_vocab(other, required=())
+
+
 def _check_vocab(path: str, tokens: Sequence[str], required: Sequence[str]) -> None:
     """Missing special tokens are fatal; duplicated lines are legal but worth a warning."""
     present = set(tokens)

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from bert_jax import interop
 from bert_jax.model import BertConfig
-from bert_jax.tokenization import load_vocab
+from bert_jax.tokenization import same_vocab
 from transformer_jax import stacking
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,7 @@ def resolve_vocab(pretrained: interop.Pretrained, vocab_file: str, workdir: str)
 
 
 def check_same_vocab(pretrained: interop.Pretrained, vocab_path: str) -> None:
-    if pretrained.vocab_file and (load_vocab(pretrained.vocab_file, required=())
-                                  != load_vocab(vocab_path, required=())):
+    if pretrained.vocab_file and not same_vocab(pretrained.vocab_file, vocab_path):
         raise ValueError(f"{vocab_path} differs from the vocab.txt of init_checkpoint "
                          f"{pretrained.source}: use the checkpoint's vocabulary (leave "
                          "data.vocab_file empty in a new workdir)")

@@ -77,9 +77,8 @@ def _config(metadata: dict, where: epath.Path) -> BertConfig:
     try:
         # The default attention core: the run's kernel (cuDNN, say) may not exist here.
         return BertConfig.from_dict(dict(model, attention_implementation="einsum"))
-    except (TypeError, ValueError) as error:
-        # The key lists that BertConfig.from_dict names would bury the line's point.
-        del error
+    except (TypeError, ValueError):
+        # Not the key lists BertConfig.from_dict names: they would bury the line's point.
         raise ValueError(f"{where} holds a '{metadata.get('task')}' checkpoint whose model is "
                          "not BERT: give a BERT checkpoint (a pretraining or fine-tuning "
                          "workdir, Google's TF files or a Hugging Face directory)") from None

@@ -10,7 +10,7 @@ import ml_collections
 import tensorflow as tf
 
 from bert_jax.pretraining import corpus, pipeline
-from bert_jax.tokenization import FullTokenizer, load_vocab
+from bert_jax.tokenization import FullTokenizer, same_vocab
 from bert_jax.wordpiece_vocab import train_vocab, write_vocab
 
 log = logging.getLogger(__name__)
@@ -73,17 +73,16 @@ def load_tokenizer(data: ml_collections.ConfigDict, workdir: str, documents) -> 
 def _keep_vocab_copy(vocab_file: str, path: str) -> None:
     """A copy of the given vocab in the workdir, so the workdir alone is a usable checkpoint
     (fine-tuning's init_checkpoint reads it); a different vocab already there is an error."""
-    with tf.io.gfile.GFile(vocab_file) as f:
-        vocab = f.read()
     if tf.io.gfile.exists(path):
-        # Compared as token lists, as init_checkpoint's vocab is: the same tokens with other
-        # line endings (or a byte-order mark) are the same vocab.
-        if load_vocab(path, required=()) != load_vocab(vocab_file, required=()):
+        # Compared as token lists, as init_checkpoint's vocab is.
+        if not same_vocab(path, vocab_file):
             raise ValueError(f"data.vocab_file {vocab_file} differs from {path}, the vocab "
                              "this workdir was trained with: use that one, or a new --workdir")
         return
     if jax.process_index() == 0:
         tf.io.gfile.makedirs(os.path.dirname(path))
+        with tf.io.gfile.GFile(vocab_file) as f:
+            vocab = f.read()
         with tf.io.gfile.GFile(path + ".tmp", "w") as f:
             f.write(vocab)
         tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
