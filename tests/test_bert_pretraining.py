@@ -7,6 +7,7 @@ Sizes are odd: hidden 32 (4 heads x 8), intermediate 37, 2 layers, sequence leng
 """
 import collections
 import itertools
+import logging
 import os
 import re
 import shutil
@@ -355,7 +356,7 @@ def test_main_bad_input_is_one_line_without_a_traceback(corpus, tmp_path):
     assert "is not valid UTF-8" in last, last
 
 
-def test_training_reads_tfrecords_written_offline(corpus, reference, tmp_path):
+def test_training_reads_tfrecords_written_offline(corpus, reference, tmp_path, caplog):
     """write_tfrecords -> data.source=tfrecords: same vocab, fresh masks in the graph."""
     from bert_jax.pretraining import write_tfrecords
 
@@ -405,11 +406,33 @@ def test_training_reads_tfrecords_written_offline(corpus, reference, tmp_path):
     # and refuses another one later.
     with open(vocab) as given, open(os.path.join(workdir, "vocab.txt")) as kept:
         assert kept.read() == given.read()
+    # write_tfrecords keeps the vocab beside the shards, and training refuses shards written
+    # with another vocab of the same size (its ids would be scrambled without an error),
+    # before it writes anything.
+    with open(vocab) as given:
+        assert (tmp_path / "train.vocab.txt").read_text() == given.read()
     other = tmp_path / "other_vocab.txt"
     other.write_text("\n".join(bert_fixtures.VOCAB[:5] + bert_fixtures.VOCAB[5:][::-1]) + "\n")
     config.data.vocab_file = str(other)
-    with pytest.raises(ValueError, match="differs from .*the vocab this workdir was trained"):
-        PretrainingTask(config, workdir)
+    fresh = str(tmp_path / "fresh")
+    with pytest.raises(ValueError, match=r"the shards .*/train-\* were written with the vocab "
+                       r".*/train\.vocab\.txt, not .*other_vocab\.txt: set data\.vocab_file="):
+        PretrainingTask(config, fresh)
+    assert not os.path.exists(fresh)
+    config.data.update(dict(vocab_file=vocab, eval_input_files=str(tmp_path / "eval*")))
+    with pytest.raises(ValueError, match=r"patterns match .*/eval\.vocab\.txt, the vocab of a "
+                       "shard set: narrow them"):
+        PretrainingTask(config, fresh)
+    config.data.eval_input_files = str(tmp_path / "eval-*")
+    # Shards without that record (renamed, or written by an older version) only warn; the
+    # checks below then come from the workdir and from the ids as they are read.
+    os.remove(tmp_path / "train.vocab.txt")
+    os.remove(tmp_path / "eval.vocab.txt")
+    config.data.vocab_file = str(other)
+    with caplog.at_level(logging.WARNING, logger="bert_jax.pretraining.sources"):
+        with pytest.raises(ValueError, match="differs from .*the vocab this workdir was trained"):
+            PretrainingTask(config, workdir)
+    assert f"no {tmp_path}/train.vocab.txt beside the shards {tmp_path}/train-*" in caplog.text
     # The same tokens with Windows line endings are the same vocab.
     crlf = tmp_path / "vocab_crlf.txt"
     with open(vocab) as f:

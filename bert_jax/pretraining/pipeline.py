@@ -19,6 +19,7 @@ Pairs come from ``pairs.py`` (Python, fresh each epoch) or from TFRecords writte
 import dataclasses
 import math
 import os
+import re
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -30,6 +31,16 @@ from bert_jax.tokenization import FullTokenizer
 Batch = dict[str, np.ndarray]
 # Ends the error for a TFRecord pattern that matches nothing.
 TFRECORD_HINT = " (write them with python -m bert_jax.pretraining.write_tfrecords)"
+# Shard names: <prefix>-00003-of-00016.tfrecord; the vocab they were tokenized with sits
+# beside them as <prefix>.vocab.txt (outside the '<prefix>-*' glob training reads).
+_SHARD_SUFFIX = re.compile(r"-\d{5,}-of-\d{5,}\.tfrecord$")
+VOCAB_SUFFIX = ".vocab.txt"
+
+
+def shard_prefix(path: str) -> str | None:
+    """'<prefix>-00003-of-00016.tfrecord' -> '<prefix>'; None for another name."""
+    match = _SHARD_SUFFIX.search(path)
+    return path[:match.start()] if match else None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,14 +35,40 @@ def load_documents(data: ml_collections.ConfigDict) -> tuple[list, list]:
                      "'tfrecords'")
 
 
-def check_tfrecord_patterns(data: ml_collections.ConfigDict) -> None:
-    """At start, not at the first eval thousands of steps in: both shard sets must exist."""
+def check_tfrecords(data: ml_collections.ConfigDict, workdir: str) -> None:
+    """At start, not at the first eval thousands of steps in: both shard sets must exist,
+    written with the run's vocab (``data.vocab_file``, else the workdir's)."""
     if not data.eval_input_files:
         raise ValueError("data.source='tfrecords' needs data.eval_input_files: held-out pair "
                          "shards, written by bert_jax.pretraining.write_tfrecords from "
                          "documents kept out of training")
+    vocab = data.vocab_file or os.path.join(workdir, "vocab.txt")
     for patterns in (data.input_files, data.eval_input_files):
-        corpus.expand_patterns(patterns, "TFRecord", pipeline.TFRECORD_HINT)
+        paths = corpus.expand_patterns(patterns, "TFRecord", pipeline.TFRECORD_HINT)
+        if tf.io.gfile.exists(vocab):  # else load_tokenizer says what is missing
+            _check_shard_vocab(paths, vocab)
+
+
+def _check_shard_vocab(paths: list[str], vocab: str) -> None:
+    """Shards tokenized with another vocab of the same size would train on scrambled ids
+    without any error, so the vocab write_tfrecords kept beside them must be ``vocab``."""
+    for path in paths:
+        if path.endswith(pipeline.VOCAB_SUFFIX):
+            raise ValueError(f"the TFRecord patterns match {path}, the vocab of a shard set: "
+                             "narrow them to '<prefix>-*.tfrecord'")
+    prefixes = {pipeline.shard_prefix(path) for path in paths}
+    if None in prefixes:
+        log.warning("TFRecords not named <prefix>-NNNNN-of-NNNNN.tfrecord, as write_tfrecords "
+                    "names them: cannot check they were written with the vocab %s", vocab)
+    for prefix in sorted(prefixes - {None}):
+        recorded = prefix + pipeline.VOCAB_SUFFIX
+        if not tf.io.gfile.exists(recorded):
+            log.warning("no %s beside the shards %s-*: cannot check they were written with "
+                        "the vocab %s", recorded, prefix, vocab)
+        elif not same_vocab(recorded, vocab):
+            raise ValueError(f"the shards {prefix}-* were written with the vocab {recorded}, "
+                             f"not {vocab}: set data.vocab_file={recorded}, or write the "
+                             "shards again with this vocab")
 
 
 def load_tokenizer(data: ml_collections.ConfigDict, workdir: str, documents) -> FullTokenizer:

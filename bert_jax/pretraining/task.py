@@ -52,16 +52,17 @@ class PretrainingTask(Task):
         from bert_jax.pretraining import masking, pairs, pipeline, sources
 
         self.config, self.data = config, config.data
-        if self.data.source == "tfrecords":
-            sources.check_tfrecord_patterns(self.data)
-            train_docs, eval_docs = None, None
-        else:
+        train_docs = eval_docs = None
+        if self.data.source != "tfrecords":
             train_docs, eval_docs = sources.load_documents(self.data)
         self._pretrained = None
         if config.init_checkpoint:
             self._pretrained = interop.load_pretrained(config.init_checkpoint)
             # Puts the checkpoint's vocab.txt in the workdir, where load_tokenizer finds it.
             warm_start.resolve_vocab(self._pretrained, self.data.vocab_file, workdir)
+        if self.data.source == "tfrecords":
+            # Before load_tokenizer keeps a copy of data.vocab_file in the workdir.
+            sources.check_tfrecords(self.data, workdir)
         self.tokenizer = sources.load_tokenizer(self.data, workdir, train_docs)
         if self._pretrained:
             self.model_cfg = warm_start.model_config(self._pretrained, config.model)

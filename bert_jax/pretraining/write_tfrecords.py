@@ -8,7 +8,8 @@ Like the original ``create_pretraining_data.py`` it draws ``dupe_factor`` differ
 pairs from the documents (one epoch of ``pairs.epoch_pairs`` each). Unlike it, the records
 hold *unmasked* pairs: masking stays in the training graph, so it is still fresh every
 time a pair is read. Each shard is written under a temporary name and renamed when
-complete. Training reads them with ``--config.data.source=tfrecords
+complete; ``<prefix>.vocab.txt`` then records the vocab they were tokenized with, which
+training compares with its own. Training reads them with ``--config.data.source=tfrecords
 --config.data.input_files='<prefix>-*.tfrecord'``.
 """
 
@@ -39,6 +40,8 @@ def write(input_files: str, vocab_file: str, output_prefix: str, *, num_shards: 
           max_seq_length: int = 128, short_seq_prob: float = 0.1, dupe_factor: int = 10,
           seed: int = 12345, do_lower_case: bool = True) -> list[str]:
     """Writes the shards; returns their paths."""
+    import tensorflow as tf
+
     from bert_jax.pretraining import corpus, pairs, pipeline
     from bert_jax.tokenization import FullTokenizer
 
@@ -52,6 +55,9 @@ def write(input_files: str, vocab_file: str, output_prefix: str, *, num_shards: 
     examples = (example for epoch in range(dupe_factor)
                 for example in pairs.epoch_pairs(ids, rules, special, seed, epoch))
     paths = pipeline.pairs_to_tfrecords(examples, output_prefix, num_shards)
+    # After the shards: an existing shard set of this prefix made pairs_to_tfrecords refuse
+    # before this could overwrite its vocab record.
+    tf.io.gfile.copy(vocab_file, output_prefix + pipeline.VOCAB_SUFFIX, overwrite=True)
     log.info("wrote %d shards from %d documents: %s ... %s", len(paths), len(ids), paths[0],
              paths[-1])
     return paths
