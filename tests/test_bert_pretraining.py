@@ -19,6 +19,7 @@ import jax
 import numpy as np
 import optax
 import pytest
+import tensorflow as tf
 
 import bert_fixtures
 import run_helpers
@@ -424,6 +425,30 @@ def test_training_reads_tfrecords_written_offline(corpus, reference, tmp_path, c
                        "shard set: narrow them"):
         PretrainingTask(config, fresh)
     config.data.eval_input_files = str(tmp_path / "eval-*")
+    # Text, and the original's masked examples (which parse as pairs), are refused at start.
+    config.data.input_files = corpus
+    with pytest.raises(ValueError, match=r"docs\.txt is not a TFRecord file: write pair "
+                       "shards with python -m bert_jax.pretraining.write_tfrecords"):
+        PretrainingTask(config, fresh)
+    original = str(tmp_path / "original-00000-of-00001.tfrecord")
+    with tf.io.TFRecordWriter(original) as writer:
+        feature = tf.train.Feature(int64_list=tf.train.Int64List(value=[2, 7, 3, 0]))
+        writer.write(tf.train.Example(features=tf.train.Features(feature={
+            key: feature for key in ("input_ids", "segment_ids", "masked_lm_positions",
+                                     "next_sentence_labels")})).SerializeToString())
+    config.data.input_files = original
+    with pytest.raises(ValueError, match="holds masked examples .*create_pretraining_data"):
+        PretrainingTask(config, fresh)
+    other_records = str(tmp_path / "labels-00000-of-00001.tfrecord")
+    with tf.io.TFRecordWriter(other_records) as writer:
+        writer.write(tf.train.Example(features=tf.train.Features(
+            feature={"label": feature})).SerializeToString())
+    config.data.input_files = other_records
+    with pytest.raises(ValueError, match="holds no sentence pairs .*lacks input_ids, "
+                       "next_sentence_labels, segment_ids"):
+        PretrainingTask(config, fresh)
+    assert not os.path.exists(fresh)
+    config.data.input_files = str(tmp_path / "train-*")
     # Shards without that record (renamed, or written by an older version) only warn; the
     # checks below then come from the workdir and from the ids as they are read.
     os.remove(tmp_path / "train.vocab.txt")

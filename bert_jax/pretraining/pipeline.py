@@ -35,6 +35,8 @@ TFRECORD_HINT = " (write them with python -m bert_jax.pretraining.write_tfrecord
 # beside them as <prefix>.vocab.txt (outside the '<prefix>-*' glob training reads).
 _SHARD_SUFFIX = re.compile(r"-\d{5,}-of-\d{5,}\.tfrecord$")
 VOCAB_SUFFIX = ".vocab.txt"
+# What each record of a shard holds (int64 lists), as pairs.epoch_pairs yields it.
+PAIR_KEYS = ("input_ids", "segment_ids", "next_sentence_labels")
 
 
 def shard_prefix(path: str) -> str | None:

@@ -8,6 +8,7 @@ import os
 import jax
 import ml_collections
 import tensorflow as tf
+from google.protobuf.message import DecodeError
 
 from bert_jax.pretraining import corpus, pipeline
 from bert_jax.tokenization import FullTokenizer, same_vocab
@@ -47,6 +48,33 @@ def check_tfrecords(data: ml_collections.ConfigDict, workdir: str) -> None:
         paths = corpus.expand_patterns(patterns, "TFRecord", pipeline.TFRECORD_HINT)
         if tf.io.gfile.exists(vocab):  # else load_tokenizer says what is missing
             _check_shard_vocab(paths, vocab)
+        _check_first_record(paths[0])
+
+
+def _check_first_record(path: str) -> None:
+    """One record of each shard set, for the two mistakes that would fail only at the first
+    batch (a text file), or never (the original's masked examples parse as pairs, and
+    would be masked again with their padding as tokens)."""
+    fix = "write pair shards with python -m bert_jax.pretraining.write_tfrecords"
+    try:
+        record = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
+    except tf.errors.DataLossError:
+        raise ValueError(f"{path} is not a TFRecord file: {fix} (or read text with "
+                         "data.source='files')") from None
+    if record is None:
+        return
+    try:
+        keys = set(tf.train.Example.FromString(record.numpy()).features.feature)
+    except DecodeError:
+        keys = set()
+    if "masked_lm_positions" in keys:
+        raise ValueError(f"{path} holds masked examples (the original "
+                         "create_pretraining_data.py's) but this pipeline masks in the graph "
+                         f"and reads unmasked pairs: {fix}")
+    missing = sorted(set(pipeline.PAIR_KEYS) - keys)
+    if missing:
+        raise ValueError(f"{path} holds no sentence pairs (its first record lacks "
+                         f"{', '.join(missing)}): {fix}")
 
 
 def _check_shard_vocab(paths: list[str], vocab: str) -> None:
