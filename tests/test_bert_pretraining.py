@@ -417,27 +417,40 @@ def test_training_reads_tfrecords_written_offline(corpus, reference, tmp_path, c
     config.data.vocab_file = str(other)
     fresh = str(tmp_path / "fresh")
     with pytest.raises(ValueError, match=r"the shards .*/train-\* were written with the vocab "
-                       r".*/train\.vocab\.txt, not .*other_vocab\.txt: set data\.vocab_file="):
+                       r".*/train\.vocab\.txt, not with .*other_vocab\.txt \(data\.vocab_file\): "
+                       r"write them again with it, or train with theirs"):
         PretrainingTask(config, fresh)
-    assert not os.path.exists(fresh)
+    # Shards written again with that record as the vocab keep it whole.
+    shutil.copy(tmp_path / "train.vocab.txt", tmp_path / "again.vocab.txt")
+    write_tfrecords.write(held_out, str(tmp_path / "again.vocab.txt"), str(tmp_path / "again"),
+                          num_shards=1, max_seq_length=23, dupe_factor=1)
+    assert (tmp_path / "again.vocab.txt").read_text() == (tmp_path / "train.vocab.txt").read_text()
     config.data.update(dict(vocab_file=vocab, eval_input_files=str(tmp_path / "eval*")))
     with pytest.raises(ValueError, match=r"patterns match .*/eval\.vocab\.txt, the vocab of a "
                        "shard set: narrow them"):
         PretrainingTask(config, fresh)
     config.data.eval_input_files = str(tmp_path / "eval-*")
-    # Text, and the original's masked examples (which parse as pairs), are refused at start.
+    # Text, and the original's masked examples (which parse as pairs; here past an empty
+    # first shard, which a small corpus can leave), are refused at start.
     config.data.input_files = corpus
     with pytest.raises(ValueError, match=r"docs\.txt is not a TFRecord file: write pair "
                        "shards with python -m bert_jax.pretraining.write_tfrecords"):
         PretrainingTask(config, fresh)
-    original = str(tmp_path / "original-00000-of-00001.tfrecord")
+    (tmp_path / "original-00000-of-00002.tfrecord").write_bytes(b"")
+    original = str(tmp_path / "original-00001-of-00002.tfrecord")
     with tf.io.TFRecordWriter(original) as writer:
         feature = tf.train.Feature(int64_list=tf.train.Int64List(value=[2, 7, 3, 0]))
         writer.write(tf.train.Example(features=tf.train.Features(feature={
             key: feature for key in ("input_ids", "segment_ids", "masked_lm_positions",
                                      "next_sentence_labels")})).SerializeToString())
-    config.data.input_files = original
-    with pytest.raises(ValueError, match="holds masked examples .*create_pretraining_data"):
+    config.data.input_files = str(tmp_path / "original-*")
+    with pytest.raises(ValueError, match="original-00001-of-00002.tfrecord holds masked "
+                       "examples .*create_pretraining_data"):
+        PretrainingTask(config, fresh)
+    config.data.input_files = str(tmp_path / "shards")
+    os.makedirs(config.data.input_files)
+    with pytest.raises(ValueError, match=r"shards is a directory: give a pattern of its shard "
+                       r"files, such as '.*/shards/<prefix>-\*\.tfrecord'"):
         PretrainingTask(config, fresh)
     other_records = str(tmp_path / "labels-00000-of-00001.tfrecord")
     with tf.io.TFRecordWriter(other_records) as writer:

@@ -36,33 +36,36 @@ def load_documents(data: ml_collections.ConfigDict) -> tuple[list, list]:
                      "'tfrecords'")
 
 
-def check_tfrecords(data: ml_collections.ConfigDict, workdir: str) -> None:
-    """At start, not at the first eval thousands of steps in: both shard sets must exist,
-    written with the run's vocab (``data.vocab_file``, else the workdir's)."""
+def check_tfrecords(data: ml_collections.ConfigDict) -> None:
+    """At start, not at the first eval thousands of steps in: both shard sets must exist and
+    hold pairs."""
     if not data.eval_input_files:
         raise ValueError("data.source='tfrecords' needs data.eval_input_files: held-out pair "
                          "shards, written by bert_jax.pretraining.write_tfrecords from "
                          "documents kept out of training")
-    vocab = data.vocab_file or os.path.join(workdir, "vocab.txt")
     for patterns in (data.input_files, data.eval_input_files):
-        paths = corpus.expand_patterns(patterns, "TFRecord", pipeline.TFRECORD_HINT)
-        if tf.io.gfile.exists(vocab):  # else load_tokenizer says what is missing
-            _check_shard_vocab(paths, vocab)
-        _check_first_record(paths[0])
+        _check_first_record(corpus.expand_patterns(patterns, "TFRecord",
+                                                   pipeline.TFRECORD_HINT))
 
 
-def _check_first_record(path: str) -> None:
-    """One record of each shard set, for the two mistakes that would fail only at the first
-    batch (a text file), or never (the original's masked examples parse as pairs, and
-    would be masked again with their padding as tokens)."""
+def _check_first_record(paths: list[str]) -> None:
+    """The first record of a shard set, for the mistakes that would fail only at the first
+    batch (a text file, a directory), or never (the original's masked examples parse as
+    pairs, and would be masked again with their padding as tokens)."""
     fix = "write pair shards with python -m bert_jax.pretraining.write_tfrecords"
-    try:
-        record = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
-    except tf.errors.DataLossError:
-        raise ValueError(f"{path} is not a TFRecord file: {fix} (or read text with "
-                         "data.source='files')") from None
-    if record is None:
-        return
+    for path in paths:  # past empty shards: a small corpus leaves some without a record
+        if tf.io.gfile.isdir(path):
+            raise ValueError(f"{path} is a directory: give a pattern of its shard files, "
+                             f"such as '{path.rstrip('/')}/<prefix>-*.tfrecord'")
+        try:
+            record = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
+        except tf.errors.DataLossError:
+            raise ValueError(f"{path} is not a TFRecord file: {fix} (or read text with "
+                             "data.source='files')") from None
+        if record is not None:
+            break
+    else:
+        return  # no records at all: the dataset says so when it is read
     try:
         keys = set(tf.train.Example.FromString(record.numpy()).features.feature)
     except DecodeError:
@@ -77,26 +80,35 @@ def _check_first_record(path: str) -> None:
                          f"{', '.join(missing)}): {fix}")
 
 
-def _check_shard_vocab(paths: list[str], vocab: str) -> None:
+def check_shard_vocab(data: ml_collections.ConfigDict, workdir: str) -> None:
     """Shards tokenized with another vocab of the same size would train on scrambled ids
-    without any error, so the vocab write_tfrecords kept beside them must be ``vocab``."""
-    for path in paths:
-        if path.endswith(pipeline.VOCAB_SUFFIX):
-            raise ValueError(f"the TFRecord patterns match {path}, the vocab of a shard set: "
-                             "narrow them to '<prefix>-*.tfrecord'")
-    prefixes = {pipeline.shard_prefix(path) for path in paths}
-    if None in prefixes:
-        log.warning("TFRecords not named <prefix>-NNNNN-of-NNNNN.tfrecord, as write_tfrecords "
-                    "names them: cannot check they were written with the vocab %s", vocab)
-    for prefix in sorted(prefixes - {None}):
-        recorded = prefix + pipeline.VOCAB_SUFFIX
-        if not tf.io.gfile.exists(recorded):
-            log.warning("no %s beside the shards %s-*: cannot check they were written with "
-                        "the vocab %s", recorded, prefix, vocab)
-        elif not same_vocab(recorded, vocab):
-            raise ValueError(f"the shards {prefix}-* were written with the vocab {recorded}, "
-                             f"not {vocab}: set data.vocab_file={recorded}, or write the "
-                             "shards again with this vocab")
+    without any error, so the vocab write_tfrecords kept beside them must be the run's
+    (``data.vocab_file``, else the workdir's)."""
+    vocab = data.vocab_file or os.path.join(workdir, "vocab.txt")
+    if not tf.io.gfile.exists(vocab):
+        return  # load_tokenizer says what is missing
+    whose = "data.vocab_file" if data.vocab_file else "the workdir's"
+    for patterns in (data.input_files, data.eval_input_files):
+        paths = corpus.expand_patterns(patterns, "TFRecord", pipeline.TFRECORD_HINT)
+        for path in paths:
+            if path.endswith(pipeline.VOCAB_SUFFIX):
+                raise ValueError(f"the TFRecord patterns match {path}, the vocab of a shard "
+                                 "set: narrow them to '<prefix>-*.tfrecord'")
+        prefixes = {pipeline.shard_prefix(path) for path in paths}
+        if None in prefixes:
+            log.warning("TFRecords not named <prefix>-NNNNN-of-NNNNN.tfrecord, as "
+                        "write_tfrecords names them: cannot check they were written with the "
+                        "vocab %s", vocab)
+        for prefix in sorted(prefixes - {None}):
+            recorded = prefix + pipeline.VOCAB_SUFFIX
+            if not tf.io.gfile.exists(recorded):
+                log.warning("no %s beside the shards %s-*: cannot check they were written "
+                            "with the vocab %s", recorded, prefix, vocab)
+            elif not same_vocab(recorded, vocab):
+                raise ValueError(
+                    f"the shards {prefix}-* were written with the vocab {recorded}, not with "
+                    f"{vocab} ({whose}): write them again with it, or train with "
+                    f"theirs (data.vocab_file={recorded}, in a workdir that has no other)")
 
 
 def load_tokenizer(data: ml_collections.ConfigDict, workdir: str, documents) -> FullTokenizer:

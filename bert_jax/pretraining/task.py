@@ -52,8 +52,10 @@ class PretrainingTask(Task):
         from bert_jax.pretraining import masking, pairs, pipeline, sources
 
         self.config, self.data = config, config.data
-        train_docs = eval_docs = None
-        if self.data.source != "tfrecords":
+        if self.data.source == "tfrecords":
+            sources.check_tfrecords(self.data)
+            train_docs, eval_docs = None, None
+        else:
             train_docs, eval_docs = sources.load_documents(self.data)
         self._pretrained = None
         if config.init_checkpoint:
@@ -62,7 +64,7 @@ class PretrainingTask(Task):
             warm_start.resolve_vocab(self._pretrained, self.data.vocab_file, workdir)
         if self.data.source == "tfrecords":
             # Before load_tokenizer keeps a copy of data.vocab_file in the workdir.
-            sources.check_tfrecords(self.data, workdir)
+            sources.check_shard_vocab(self.data, workdir)
         self.tokenizer = sources.load_tokenizer(self.data, workdir, train_docs)
         if self._pretrained:
             self.model_cfg = warm_start.model_config(self._pretrained, config.model)

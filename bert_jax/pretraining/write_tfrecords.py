@@ -56,8 +56,12 @@ def write(input_files: str, vocab_file: str, output_prefix: str, *, num_shards: 
                 for example in pairs.epoch_pairs(ids, rules, special, seed, epoch))
     paths = pipeline.pairs_to_tfrecords(examples, output_prefix, num_shards)
     # After the shards: an existing shard set of this prefix made pairs_to_tfrecords refuse
-    # before this could overwrite its vocab record.
-    tf.io.gfile.copy(vocab_file, output_prefix + pipeline.VOCAB_SUFFIX, overwrite=True)
+    # before this could overwrite its vocab record. Read, then written: vocab_file may be
+    # that record itself (rewriting shards with their own vocab), which a copy would empty.
+    with tf.io.gfile.GFile(vocab_file) as f:
+        vocab = f.read()
+    with tf.io.gfile.GFile(output_prefix + pipeline.VOCAB_SUFFIX, "w") as f:
+        f.write(vocab)
     log.info("wrote %d shards from %d documents: %s ... %s", len(paths), len(ids), paths[0],
              paths[-1])
     return paths
