@@ -36,16 +36,22 @@ def load_documents(data: ml_collections.ConfigDict) -> tuple[list, list]:
                      "'tfrecords'")
 
 
-def check_tfrecords(data: ml_collections.ConfigDict) -> None:
+def check_tfrecords(data: ml_collections.ConfigDict) -> list[list[str]]:
     """At start, not at the first eval thousands of steps in: both shard sets must exist and
-    hold pairs."""
+    hold pairs. Returns their files (train, then held-out) for ``check_shard_vocab``."""
     if not data.eval_input_files:
         raise ValueError("data.source='tfrecords' needs data.eval_input_files: held-out pair "
                          "shards, written by bert_jax.pretraining.write_tfrecords from "
                          "documents kept out of training")
-    for patterns in (data.input_files, data.eval_input_files):
-        _check_first_record(corpus.expand_patterns(patterns, "TFRecord",
-                                                   pipeline.TFRECORD_HINT))
+    shard_sets = [corpus.expand_patterns(patterns, "TFRecord", pipeline.TFRECORD_HINT)
+                  for patterns in (data.input_files, data.eval_input_files)]
+    for paths in shard_sets:
+        for path in paths:
+            if path.endswith(pipeline.VOCAB_SUFFIX):
+                raise ValueError(f"the TFRecord patterns match {path}, the vocab of a shard "
+                                 "set: narrow them to '<prefix>-*.tfrecord'")
+        _check_first_record(paths)
+    return shard_sets
 
 
 def _check_first_record(paths: list[str]) -> None:
@@ -80,7 +86,8 @@ def _check_first_record(paths: list[str]) -> None:
                          f"{', '.join(missing)}): {fix}")
 
 
-def check_shard_vocab(data: ml_collections.ConfigDict, workdir: str) -> None:
+def check_shard_vocab(shard_sets: list[list[str]], data: ml_collections.ConfigDict,
+                      workdir: str) -> None:
     """Shards tokenized with another vocab of the same size would train on scrambled ids
     without any error, so the vocab write_tfrecords kept beside them must be the run's
     (``data.vocab_file``, else the workdir's)."""
@@ -88,12 +95,7 @@ def check_shard_vocab(data: ml_collections.ConfigDict, workdir: str) -> None:
     if not tf.io.gfile.exists(vocab):
         return  # load_tokenizer says what is missing
     whose = "data.vocab_file" if data.vocab_file else "the workdir's"
-    for patterns in (data.input_files, data.eval_input_files):
-        paths = corpus.expand_patterns(patterns, "TFRecord", pipeline.TFRECORD_HINT)
-        for path in paths:
-            if path.endswith(pipeline.VOCAB_SUFFIX):
-                raise ValueError(f"the TFRecord patterns match {path}, the vocab of a shard "
-                                 "set: narrow them to '<prefix>-*.tfrecord'")
+    for paths in shard_sets:
         prefixes = {pipeline.shard_prefix(path) for path in paths}
         if None in prefixes:
             log.warning("TFRecords not named <prefix>-NNNNN-of-NNNNN.tfrecord, as "

@@ -53,7 +53,7 @@ class PretrainingTask(Task):
 
         self.config, self.data = config, config.data
         if self.data.source == "tfrecords":
-            sources.check_tfrecords(self.data)
+            shard_sets = sources.check_tfrecords(self.data)
             train_docs, eval_docs = None, None
         else:
             train_docs, eval_docs = sources.load_documents(self.data)
@@ -64,7 +64,7 @@ class PretrainingTask(Task):
             warm_start.resolve_vocab(self._pretrained, self.data.vocab_file, workdir)
         if self.data.source == "tfrecords":
             # Before load_tokenizer keeps a copy of data.vocab_file in the workdir.
-            sources.check_shard_vocab(self.data, workdir)
+            sources.check_shard_vocab(shard_sets, self.data, workdir)
         self.tokenizer = sources.load_tokenizer(self.data, workdir, train_docs)
         if self._pretrained:
             self.model_cfg = warm_start.model_config(self._pretrained, config.model)

@@ -40,10 +40,9 @@ def write(input_files: str, vocab_file: str, output_prefix: str, *, num_shards: 
           max_seq_length: int = 128, short_seq_prob: float = 0.1, dupe_factor: int = 10,
           seed: int = 12345, do_lower_case: bool = True) -> list[str]:
     """Writes the shards; returns their paths."""
-    import tensorflow as tf
-
     from bert_jax.pretraining import corpus, pairs, pipeline
     from bert_jax.tokenization import FullTokenizer
+    from bert_jax.wordpiece_vocab import write_vocab
 
     if num_shards < 1 or dupe_factor < 1:
         raise ValueError("num_shards and dupe_factor must be >= 1")
@@ -56,12 +55,9 @@ def write(input_files: str, vocab_file: str, output_prefix: str, *, num_shards: 
                 for example in pairs.epoch_pairs(ids, rules, special, seed, epoch))
     paths = pipeline.pairs_to_tfrecords(examples, output_prefix, num_shards)
     # After the shards: an existing shard set of this prefix made pairs_to_tfrecords refuse
-    # before this could overwrite its vocab record. Read, then written: vocab_file may be
-    # that record itself (rewriting shards with their own vocab), which a copy would empty.
-    with tf.io.gfile.GFile(vocab_file) as f:
-        vocab = f.read()
-    with tf.io.gfile.GFile(output_prefix + pipeline.VOCAB_SUFFIX, "w") as f:
-        f.write(vocab)
+    # before this could overwrite its vocab record. From the tokens in memory, written to a
+    # temp file and renamed: vocab_file may be that record itself, which a copy would empty.
+    write_vocab(output_prefix + pipeline.VOCAB_SUFFIX, tokenizer.ids_to_tokens)
     log.info("wrote %d shards from %d documents: %s ... %s", len(paths), len(ids), paths[0],
              paths[-1])
     return paths
