@@ -142,6 +142,15 @@ def test_throughput_splits_each_interval_into_compute_data_checkpoint_and_eval(m
     assert meter.measure(5)["perf/data_wait_s"] == 0.0
 
 
+def test_progress_line_shows_the_tasks_training_accuracies():
+    """BERT's console line carries MLM and NSP accuracy beside the loss; eval metrics and the
+    per-head losses stay in TensorBoard."""
+    values = {"train/loss": 2.5, "train/nsp_accuracy": 0.5, "train/mlm_accuracy": 0.25,
+              "train/mlm_loss": 2.0, "eval/mlm_accuracy": 0.125}
+    assert metrics_lib.progress_line(4, 100, values) == (
+        "step 4/100 | loss 2.5000 | mlm_accuracy 0.2500 | nsp_accuracy 0.5000")
+
+
 def test_restart_ledger_adds_the_time_since_the_checkpoint_was_saved(monkeypatch):
     ledger = metrics_lib.RestartLedger()
     saved = ledger.to_metadata()

@@ -172,10 +172,13 @@ class RestartLedger:
 
 
 def progress_line(step: int, total: int, values: Mapping[str, float]) -> str:
-    """One console line: step, loss, learning rate, tokens/s, ETA (and MFU if known)."""
+    """One console line: step, loss, the task's training accuracies (e.g. BERT's MLM and NSP
+    accuracy), learning rate, tokens/s, ETA (and MFU if known)."""
     parts = [f"step {step}/{total}"]
     if "train/loss" in values:
         parts.append(f"loss {values['train/loss']:.4f}")
+    parts.extend(f"{name.removeprefix('train/')} {values[name]:.4f}" for name in sorted(values)
+                 if name.startswith("train/") and name.endswith("accuracy"))
     if "train/learning_rate" in values:
         parts.append(f"lr {values['train/learning_rate']:.3e}")
     if "perf/tokens_per_s" in values:
