@@ -64,6 +64,8 @@ def train_once(config, workdir: str) -> dict[str, float]:
     """One run; a fine-tuning run then writes its best epoch's prediction files."""
     from transformer_jax.engine import trainer
 
+    if config.get("kind", "pretrain") == "pretrain":  # fine-tuning sets its steps from the data
+        trainer.check_config(config)  # in seconds, before a vocabulary is learnt
     task = make_task(config, workdir)
     run = trainer.Trainer(config, workdir, task)
     results = run.run()

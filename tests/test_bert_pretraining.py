@@ -1,6 +1,7 @@
 """BERT pretraining on the shared engine: a few-step run with exact resume, its metrics,
 ``init_checkpoint`` from a Google TF checkpoint, a Hugging Face directory and a phase-1
-workdir (phase 2 at a longer sequence length), and the one-line errors of ``bert_jax.main``.
+workdir (phase 2 at a longer sequence length), and TFRecord shards written offline.
+The one-line errors of ``bert_jax.main`` are in ``test_bert_pretraining_errors.py``.
 
 Sizes are odd: hidden 32 (4 heads x 8), intermediate 37, 2 layers, sequence length 23,
 5 predictions per sequence. The corpus is written by the tests in the original format.
@@ -9,10 +10,7 @@ import collections
 import itertools
 import logging
 import os
-import re
 import shutil
-import subprocess
-import sys
 import types
 
 import jax
@@ -25,7 +23,6 @@ import bert_fixtures
 import run_helpers
 from bert_data_helpers import write_corpus
 from bert_jax import interop
-from bert_jax import main as bert_main
 from bert_jax.pretraining.task import PretrainingTask
 from configs import bert_pretrain
 from transformer_jax import runtime
@@ -307,54 +304,6 @@ def test_xla_attention_core_trains_like_einsum_and_exports_the_default_core(
     loaded = interop.load_pretrained(workdir)
     assert loaded.config.attention_implementation == "einsum"
     assert loaded.config == interop.load_pretrained(reference.workdir).config
-
-
-def bad_inputs(tmp_path, corpus) -> dict:
-    (tmp_path / "empty.txt").write_text("\n \n")
-    (tmp_path / "latin1.txt").write_bytes("caf\xe9 ok .\n".encode("latin-1"))
-    (tmp_path / "vocab.txt").write_text("the\ncat\n")
-    return dict(empty=tmp_path / "empty.txt", latin1=tmp_path / "latin1.txt",
-                missing=tmp_path / "nope*.txt", corpus=corpus, vocab=tmp_path / "vocab.txt")
-
-
-BAD_INPUTS = {
-    "empty": ({"data.input_files": "{empty}"}, "is empty"),
-    "latin1": ({"data.input_files": "{latin1}"}, "is not valid UTF-8"),
-    "missing": ({"data.input_files": "{missing}"}, "matches no file"),
-    "masking": ({"data.input_files": "{corpus}", "data.max_predictions_per_seq": 3},
-                "raise it to >= 19"),
-    "no_specials": ({"data.input_files": "{corpus}", "data.vocab_file": "{vocab}"},
-                    r"lacks the special tokens \[PAD\]"),
-}
-
-
-@pytest.mark.parametrize("case", BAD_INPUTS)
-def test_bad_input_is_one_line(corpus, tmp_path, case):
-    """What bert_jax.main prints for each (its error types and line; the CLI is below)."""
-    paths = bad_inputs(tmp_path, corpus)
-    overrides, message = BAD_INPUTS[case]
-    config = bert_pretrain.get_config("size=tiny")
-    run_helpers.override(config, {"data.source": "files", "data.eval_input_files": corpus,
-                                  **{key: value.format(**paths) if isinstance(value, str)
-                                     else value for key, value in overrides.items()}})
-    with pytest.raises(bert_main.user_errors()) as raised:
-        bert_main.train_once(config, str(tmp_path / "work"))
-    assert re.search(message, runtime.last_line(raised.value)), raised.value
-
-
-def test_main_bad_input_is_one_line_without_a_traceback(corpus, tmp_path):
-    paths = bad_inputs(tmp_path, corpus)
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    result = subprocess.run(
-        [sys.executable, "-m", "bert_jax.main",
-         f"--config={REPO}/configs/bert_pretrain.py:size=tiny", f"--workdir={tmp_path / 'w'}",
-         "--config.data.source=files", f"--config.data.eval_input_files={corpus}",
-         f"--config.data.input_files={paths['latin1']}"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and "Traceback" not in result.stderr, result.stderr
-    assert "is not valid UTF-8" in last, last
 
 
 def test_training_reads_tfrecords_written_offline(corpus, reference, tmp_path, caplog):

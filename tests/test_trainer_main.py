@@ -108,12 +108,18 @@ def test_sigterm_saves_a_restorable_checkpoint_and_exits_75(demo_workdir, tmp_pa
     assert 0.0 < scalars(str(tmp_path), "perf/goodput")[saved + 2] < 1.0
 
 
-def test_main_rejects_an_unknown_config_field(tmp_path):
-    result = _main(str(tmp_path / "never"), "--config.num_train_steps=2",
-                   "--config.data.foo=1", timeout=120)
+@pytest.mark.parametrize("flag, error", [
+    ("--config.data.foo=1", "error: unknown config field 'foo' in --config.data.foo=1; "
+                            "override only fields that exist in the config file"),
+    # Found before the corpus is read and a vocabulary learnt, not after.
+    ("--config.optimizer.warmup_steps=0", "error: the 'rsqrt' schedule needs "
+                                          "optimizer.warmup_steps > 0 (the paper uses 4000)"),
+])
+def test_main_rejects_a_bad_config_before_any_work(tmp_path, flag, error):
+    result = _main(str(tmp_path / "never"), "--config.num_train_steps=2", flag, timeout=120)
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
-    assert last_line == ("error: unknown config field 'foo' in --config.data.foo=1; override "
-                         "only fields that exist in the config file"), result.stderr[-500:]
+    assert last_line == error, result.stderr[-500:]
+    assert "SentencePiece" not in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert not os.path.exists(tmp_path / "never")

@@ -42,6 +42,7 @@ def main(argv):
             memory.compile_only(FLAGS.config, TranslationTask.for_benchmark(FLAGS.config),
                                 FLAGS.topology)
             return
+        trainer.check_config(FLAGS.config)  # in seconds, before the vocabulary is learnt
         task = TranslationTask(FLAGS.config, FLAGS.workdir)
         results = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir, task)
     except trainer.Preempted as stop:

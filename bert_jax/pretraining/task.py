@@ -52,6 +52,12 @@ class PretrainingTask(Task):
         from bert_jax.pretraining import masking, pairs, pipeline, sources
 
         self.config, self.data = config, config.data
+        # Settings that cannot be met fail before the corpus is read and a vocab learnt.
+        pair_rules = pairs.PairRules(self.data.max_seq_length, self.data.short_seq_prob)
+        masking_rules = masking.MaskingRules(self.data.masked_lm_prob,
+                                             self.data.max_predictions_per_seq,
+                                             self.data.whole_word_mask)
+        masking_rules.check(pair_rules.max_seq_length)
         if self.data.source == "tfrecords":
             shard_sets = sources.check_tfrecords(self.data)
             train_docs, eval_docs = None, None
@@ -80,11 +86,7 @@ class PretrainingTask(Task):
             raise ValueError(f"data.max_seq_length={self.data.max_seq_length} exceeds "
                              f"model.max_position_embeddings="
                              f"{self.model_cfg.max_position_embeddings}: lower it")
-        self.spec = pipeline.ExampleSpec.create(
-            self.tokenizer,
-            pairs.PairRules(self.data.max_seq_length, self.data.short_seq_prob),
-            masking.MaskingRules(self.data.masked_lm_prob, self.data.max_predictions_per_seq,
-                                 self.data.whole_word_mask))
+        self.spec = pipeline.ExampleSpec.create(self.tokenizer, pair_rules, masking_rules)
         self._train_ids = self._eval_ids = None
         self._eval_cache: list | None = None
         if train_docs is not None:

@@ -92,6 +92,37 @@ def check_rng_impl(name: str) -> None:
         raise ValueError(f"config.dropout_rng_impl={name!r}: {error}") from None
 
 
+def num_updates(config: ml_collections.ConfigDict) -> int:
+    """Optimizer updates in the run: ``num_train_steps`` counts micro-batches."""
+    return math.ceil(config.num_train_steps / config.optimizer.grad_accum_steps)
+
+
+def check_config(config: ml_collections.ConfigDict,
+                 devices: Sequence[jax.Device] | None = None) -> None:
+    """The run's checks that need only the config and the devices: cadence, PRNG, mesh,
+    batch sizes, optimizer and schedule; the first thing ``Trainer`` does. The programs also
+    call it before building a task whose set-up is slow (a vocabulary learnt from a large
+    corpus), so a bad value fails in seconds rather than after that."""
+    for name in ("num_train_steps", "log_every", "checkpoint_every"):
+        if config[name] <= 0:
+            raise ValueError(f"config.{name}={config[name]} must be positive")
+    if config.eval_every < 0:
+        raise ValueError(f"config.eval_every={config.eval_every}: use 0 (only at the end) "
+                         "or a positive number of steps")
+    check_rng_impl(config.dropout_rng_impl)
+    mesh = sharding_lib.make_mesh(config.sharding.preset, dict(config.sharding.mesh),
+                                  devices=devices)
+    shards = mesh.shape["data"] * mesh.shape["fsdp"]
+    for name in ("batch_size", "eval_batch_size"):
+        size = config[name]
+        if size % shards or size % jax.process_count():
+            raise ValueError(
+                f"config.{name}={size} must be divisible by the {shards} batch shards of "
+                f"mesh {dict(mesh.shape)} and by {jax.process_count()} processes")
+    # The model's width only scales the 'rsqrt' schedule; its checks hold for any width.
+    optim.create_optimizer(config.optimizer, d_model=1, num_train_steps=num_updates(config))
+
+
 def eval_step(params: Any, batch: Batch, *, task: Task) -> dict:
     return task.eval_fn(params, batch)
 
@@ -106,14 +137,12 @@ class Trainer:
         self.restarts = metrics_lib.RestartLedger()
         self.config, self.workdir, self.task = config, workdir, task
         self.best: ckpt.BestParams | None = None  # set in run(): it writes to the workdir
+        check_config(config, devices)
         self.rules = sharding_lib.logical_rules(config.sharding.preset)
         self.mesh = sharding_lib.make_mesh(config.sharding.preset, dict(config.sharding.mesh),
                                            devices=devices)
-        self._check_cadence()
-        check_rng_impl(config.dropout_rng_impl)
-        self._check_batch_sizes()
         self.tx, self.schedule = optim.create_optimizer(
-            config.optimizer, d_model=task.model_dim, num_train_steps=self._num_updates())
+            config.optimizer, d_model=task.model_dim, num_train_steps=num_updates(config))
         init_batch = task.dummy_batch(self.num_batch_shards)
         self.abstract_state, self.state_shardings = state_lib.state_shardings(
             task, self.tx, init_batch, self.mesh, self.rules)
@@ -143,26 +172,6 @@ class Trainer:
     @property
     def num_batch_shards(self) -> int:
         return self.mesh.shape["data"] * self.mesh.shape["fsdp"]
-
-    def _num_updates(self) -> int:
-        return math.ceil(self.config.num_train_steps / self.config.optimizer.grad_accum_steps)
-
-    def _check_cadence(self) -> None:
-        for name in ("num_train_steps", "log_every", "checkpoint_every"):
-            if self.config[name] <= 0:
-                raise ValueError(f"config.{name}={self.config[name]} must be positive")
-        if self.config.eval_every < 0:
-            raise ValueError(f"config.eval_every={self.config.eval_every}: use 0 (only at the "
-                             "end) or a positive number of steps")
-
-    def _check_batch_sizes(self) -> None:
-        for name in ("batch_size", "eval_batch_size"):
-            size = self.config[name]
-            if size % self.num_batch_shards or size % jax.process_count():
-                raise ValueError(
-                    f"config.{name}={size} must be divisible by the {self.num_batch_shards} "
-                    f"batch shards of mesh {dict(self.mesh.shape)} and by "
-                    f"{jax.process_count()} processes")
 
     def metadata(self, step: int) -> dict:
         return {"task": self.task.name, "model": self.task.model_hparams(),
