@@ -72,6 +72,20 @@ def test_global_batch_splits_rows_over_data_and_fsdp():
     assert shard_rows == sorted([(0, 3), (6, 9), (12, 15), (18, 21)] * 2)
 
 
+def test_sharding_log_folds_the_layers_of_a_stack_that_share_a_spec():
+    mesh = sharding_lib.make_mesh("fsdp", None)
+    named = lambda *spec: jax.sharding.NamedSharding(mesh, P(*spec))  # noqa: E731
+    shardings = {"encoder": {f"layer_{i}": {"kernel": named(None, "fsdp"), "bias": named()}
+                             for i in range(11)},
+                 "pooler": {"kernel": named("fsdp", None)}}
+    shardings["encoder"]["layer_7"]["kernel"] = named()  # one layer that differs keeps its name
+    assert sharding_lib.describe_shardings(shardings) == [
+        "['encoder']['layer_*']['bias']: P() (x11)",
+        "['encoder']['layer_*']['kernel']: P(None, 'fsdp') (x10)",
+        "['encoder']['layer_7']['kernel']: P()",
+        "['pooler']['kernel']: P('fsdp', None)"]
+
+
 def test_metrics_are_sums_and_weights_divided_once():
     a = {"loss": (np.float32(6.0), np.float32(2.0)), "acc": (np.float32(1.0), np.float32(4.0))}
     b = {"loss": (np.float32(3.0), np.float32(1.0)), "acc": (np.float32(3.0), np.float32(4.0))}

@@ -13,6 +13,7 @@ preset is a new rule table, never a model change.
 
 import logging
 import math
+import re
 from typing import Any, Mapping, Sequence
 
 import flax.linen as nn
@@ -158,9 +159,18 @@ def global_batch(local_batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str,
             for k, v in local_batch.items()}
 
 
+# The index of a stacked layer in a param path, e.g. the 3 of ['layer_3'].
+_LAYER_INDEX = re.compile(r"_\d+(?='\])")
+
+
 def describe_shardings(shardings: Any) -> list[str]:
-    """One line per array: its path and physical PartitionSpec (logged once at start)."""
-    lines = []
+    """One line per array path and physical PartitionSpec (logged once at start), with the
+    layers of a stack folded: ``['layer_*']...: P(...) (x12)`` stands for layers 0-11 when
+    they share that spec, so BERT-large's 24 layers print like one."""
+    groups: dict[str, list[str]] = {}  # folded line -> the unfolded lines; first-seen order
     for path, sharding in jax.tree_util.tree_leaves_with_path(shardings):
-        lines.append(f"{jax.tree_util.keystr(path)}: {sharding.spec}")
-    return lines
+        name = jax.tree_util.keystr(path)
+        line = f"{name}: {sharding.spec}"
+        groups.setdefault(f"{_LAYER_INDEX.sub('_*', name)}: {sharding.spec}", []).append(line)
+    return [lines[0] if len(lines) == 1 else f"{folded} (x{len(lines)})"
+            for folded, lines in groups.items()]
