@@ -34,7 +34,7 @@ from bert_jax.model import BertConfig, BertEncoder
 from bert_jax.tokenization import FullTokenizer, same_vocab
 from transformer_jax import runtime, textfiles
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("bert_jax.extract_features")  # not __name__: "__main__" under -m
 
 FLAGS = flags.FLAGS
 _PAIR = re.compile(r"^(.*) \|\|\| (.*)$")  # the original's sentence-pair separator
@@ -215,13 +215,15 @@ def main(argv):
         sys.stderr.write(f"error: --layers={','.join(FLAGS.layers)} must be integers\n")
         sys.exit(2)
     try:
-        extract_features(FLAGS.init_checkpoint, FLAGS.input_file, FLAGS.output_file, layers,
-                         FLAGS.max_seq_length, FLAGS.vocab_file, FLAGS.do_lower_case,
-                         FLAGS.batch_size, FLAGS.overwrite)
+        count = extract_features(FLAGS.init_checkpoint, FLAGS.input_file, FLAGS.output_file,
+                                 layers, FLAGS.max_seq_length, FLAGS.vocab_file,
+                                 FLAGS.do_lower_case, FLAGS.batch_size, FLAGS.overwrite)
     except (FileNotFoundError, FileExistsError, ValueError, tf.errors.OpError) as error:
         # A wrong path or an impossible request is a user error: one line, no traceback.
         sys.stderr.write(f"error: {error}\n")
         sys.exit(2)
+    log.info("wrote %d JSON lines (layers %s) to %s", count, ",".join(FLAGS.layers),
+             FLAGS.output_file)
 
 
 if __name__ == "__main__":

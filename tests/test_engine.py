@@ -1,5 +1,7 @@
 """Engine pieces that need no model: mesh shapes, spec fitting, batch assembly, metrics,
 metadata checks."""
+import logging
+
 import jax
 import numpy as np
 import pytest
@@ -84,6 +86,17 @@ def test_sharding_log_folds_the_layers_of_a_stack_that_share_a_spec():
         "['encoder']['layer_*']['kernel']: P(None, 'fsdp') (x10)",
         "['encoder']['layer_7']['kernel']: P()",
         "['pooler']['kernel']: P('fsdp', None)"]
+
+
+def test_read_only_manager_warns_of_nothing_and_writes_nothing(tmp_path, caplog):
+    """Orbax logged four warning lines for each read-only manager (extract_features, convert,
+    translate, init_from), before every result or one-line error."""
+    caplog.set_level(logging.INFO)
+    with ckpt.read_only_manager(tmp_path, item_names=("state", "metadata")) as manager:
+        assert manager.latest_step() is None
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "Found 0 checkpoint steps" in caplog.text  # orbax's own INFO lines still pass
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_metrics_are_sums_and_weights_divided_once():

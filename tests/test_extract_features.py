@@ -152,6 +152,8 @@ def test_cli(tmp_path, checkpoint, input_file):
     result = _run_cli(f"--init_checkpoint={directory}", f"--input_file={input_file}",
                       f"--output_file={out}", "--max_seq_length=16", "--layers=-1,0")
     assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        f"wrote 3 JSON lines (layers -1,0) to {out}"), result.stderr[-500:]
     records = read_jsonl(out)
     assert len(records) == 3
     assert [layer["index"] for layer in records[0]["features"][0]["layers"]] == [-1, 0]

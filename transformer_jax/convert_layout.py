@@ -39,8 +39,7 @@ def convert(source: str, target: str, layout: str) -> int:
     if (target_dir / ckpt.CHECKPOINT_SUBDIR).exists():
         raise FileExistsError(f"{target_dir} already has checkpoints: pick a new --output")
     handlers = {"state": ocp.PyTreeCheckpointHandler(), "metadata": ocp.JsonCheckpointHandler()}
-    options = ocp.CheckpointManagerOptions(read_only=True)
-    with ocp.CheckpointManager(source_dir, options=options, item_handlers=handlers) as reader:
+    with ckpt.read_only_manager(source_dir, item_handlers=handlers) as reader:
         step = reader.latest_step()
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {source_dir}")

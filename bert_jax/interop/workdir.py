@@ -17,6 +17,7 @@ from etils import epath
 from bert_jax.interop import layout
 from bert_jax.model import BertConfig
 from transformer_jax import stacking
+from transformer_jax.engine import checkpoint as ckpt
 from transformer_jax.engine.checkpoint import CHECKPOINT_SUBDIR
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,9 @@ def read(directory: str) -> tuple[BertConfig, layout.Tree, str | None, str]:
         workdir, checkpoints = path.parent, path
     else:
         workdir, checkpoints = path, path / CHECKPOINT_SUBDIR
-    options = ocp.CheckpointManagerOptions(read_only=True)  # never touch another run's files
     # Handlers named up front: without them a read-only manager cannot read item metadata.
     handlers = {"state": ocp.PyTreeCheckpointHandler(), "metadata": ocp.JsonCheckpointHandler()}
-    with ocp.CheckpointManager(checkpoints, options=options, item_handlers=handlers) as manager:
+    with ckpt.read_only_manager(checkpoints, item_handlers=handlers) as manager:
         step = manager.latest_step()
         if step is None:
             raise FileNotFoundError(f"{checkpoints} holds no checkpoint steps; point at a "

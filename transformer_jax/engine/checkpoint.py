@@ -39,6 +39,30 @@ def make_manager(workdir: str, *, max_to_keep: int = 5, async_save: bool = True,
     return ocp.CheckpointManager(directory, options=options, item_names=("state", "metadata"))
 
 
+class _DropReadOnlyNotice(logging.Filter):
+    """Drops orbax's 'Given directory is read only' warning, which it logs for every
+    read-only manager: here that mode is the request, not news, and the line printed before
+    each result or one-line error of extract_features, convert and translate."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Given directory is read only")
+
+
+def read_only_manager(directory: Any, **manager_kwargs) -> ocp.CheckpointManager:
+    """A manager over another run's checkpoints that never creates, saves or deletes.
+
+    The options orbax would otherwise reset for read-only use (each with a warning line) are
+    set here. ``manager_kwargs``: ``item_names`` or ``item_handlers``.
+    """
+    options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
+    notice_filter, absl_logger = _DropReadOnlyNotice(), logging.getLogger("absl")
+    absl_logger.addFilter(notice_filter)
+    try:
+        return ocp.CheckpointManager(directory, options=options, **manager_kwargs)
+    finally:
+        absl_logger.removeFilter(notice_filter)
+
+
 def save(manager: ocp.CheckpointManager, step: int, state: Any, metadata: dict,
          force: bool = False) -> bool:
     """Starts an (async) save of ``state`` at ``step``; returns whether a save began."""
@@ -157,9 +181,7 @@ def restore_params(directory: str, abstract_params: Any, step: int | None = None
                                 "pass a workdir or its checkpoints/ folder")
     if (directory / CHECKPOINT_SUBDIR).is_dir():
         directory = directory / CHECKPOINT_SUBDIR
-    options = ocp.CheckpointManagerOptions(read_only=True)  # never touch another run's files
-    with ocp.CheckpointManager(directory, options=options,
-                               item_names=("state", "metadata")) as manager:
+    with read_only_manager(directory, item_names=("state", "metadata")) as manager:
         step = manager.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint found in {directory}")

@@ -50,9 +50,7 @@ def checkpoint_dir(workdir: str) -> str:
 
 def open_manager(workdir: str) -> ocp.CheckpointManager:
     """A read-only manager over the workdir's checkpoints (never creates or deletes)."""
-    options = ocp.CheckpointManagerOptions(create=False, read_only=True)
-    return ocp.CheckpointManager(checkpoint_dir(workdir), options=options,
-                                 item_names=("state", "metadata"))
+    return ckpt.read_only_manager(checkpoint_dir(workdir), item_names=("state", "metadata"))
 
 
 def select_steps(available: list[int], step: int | None, average_last: int,
