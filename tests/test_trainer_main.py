@@ -111,6 +111,9 @@ def test_sigterm_saves_a_restorable_checkpoint_and_exits_75(demo_workdir, tmp_pa
 @pytest.mark.parametrize("flag, error", [
     ("--config.data.foo=1", "error: unknown config field 'foo' in --config.data.foo=1; "
                             "override only fields that exist in the config file"),
+    ("--config.model.d_modle=8", "error: unknown config field 'd_modle' in "
+                                 "--config.model.d_modle=8 (did you mean 'd_model'?); "
+                                 "override only fields that exist in the config file"),
     # Found before the corpus is read and a vocabulary learnt, not after.
     ("--config.optimizer.warmup_steps=0", "error: the 'rsqrt' schedule needs "
                                           "optimizer.warmup_steps > 0 (the paper uses 4000)"),

@@ -84,12 +84,17 @@ def parse_flags(argv: list[str]) -> list[str]:
         _check_config_loaded(flags.FLAGS)
         return remaining
     except (AttributeError, KeyError) as error:
-        # ml_collections names the unknown leaf only ('foo'); show the flag that set it.
-        field = str(error).strip(chr(34)).strip("'")
+        # ml_collections names the unknown leaf only ('foo'), or, for a near miss, adds
+        # 'Did you mean "bar" instead of "foo"?'; show the flag that set it.
+        text = str(error)
+        if near_miss := re.search(r'Did you mean "([\w.]+)" instead of "([\w.]+)"', text):
+            field, hint = near_miss.group(2), f" (did you mean '{near_miss.group(1)}'?)"
+        else:
+            field, hint = text.strip(chr(34)).strip("'"), ""
         overrides = [a for a in argv[1:] if a.startswith("--config.")]
         culprits = [a for a in overrides
                     if re.fullmatch(rf"--config\.(?:[\w.]+\.)?{re.escape(field)}(=.*)?", a)]
-        _exit(f"unknown config field '{field}' in {' '.join(culprits or overrides)}; "
+        _exit(f"unknown config field '{field}' in {' '.join(culprits or overrides)}{hint}; "
               "override only fields that exist in the config file")
     except (flags.Error, TypeError, ValueError) as error:
         _exit(f"{last_line(error)} (see --helpshort)")
