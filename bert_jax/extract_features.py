@@ -51,13 +51,18 @@ class InputFeatures:
     segment_ids: list[int]     # 0 for [CLS] A [SEP], 1 for B [SEP]
 
 
+def split_pair(line: str) -> tuple[str, str | None]:
+    """(text_a, text_b) of an 'A ||| B' line, else (line, None); stripped."""
+    line = line.strip()
+    match = _PAIR.match(line)
+    return (match.group(1), match.group(2)) if match else (line, None)
+
+
 def read_examples(path: str) -> list[tuple[str, str | None]]:
     """(text_a, text_b or None) per line; every line counts, a blank one too (as original)."""
     examples = []
     for line in textfiles.split_lines(textfiles.read_utf8(path, "input file")):
-        line = line.strip()
-        match = _PAIR.match(line)
-        examples.append((match.group(1), match.group(2)) if match else (line, None))
+        examples.append(split_pair(line))
     if not examples:
         raise ValueError(f"input file {path} is empty: write one sentence, or one "
                          "'A ||| B' pair, per line")
@@ -120,6 +125,32 @@ def encoder_params(pretrained: interop.Pretrained) -> dict:
                         if isinstance(x, jax.ShapeDtypeStruct) else x, params)
 
 
+def check_max_seq_length(max_seq_length: int, config: BertConfig) -> None:
+    if not 3 <= max_seq_length <= config.max_position_embeddings:
+        raise ValueError(f"--max_seq_length={max_seq_length} must lie in [3, "
+                         f"{config.max_position_embeddings}] (the checkpoint's "
+                         "max_position_embeddings)")
+
+
+def checkpoint_tokenizer(pretrained: interop.Pretrained, init_checkpoint: str,
+                         vocab_file: str | None, do_lower_case: bool) -> FullTokenizer:
+    """The checkpoint's own vocab.txt, or ``vocab_file`` when it has none; a ``vocab_file``
+    that differs from the checkpoint's, or has more tokens than its embeddings, is refused."""
+    if vocab_file and pretrained.vocab_file and not same_vocab(vocab_file,
+                                                               pretrained.vocab_file):
+        raise ValueError(f"--vocab_file {vocab_file} differs from the vocab.txt of "
+                         f"{init_checkpoint}: omit --vocab_file to use the checkpoint's own")
+    vocab_file = vocab_file or pretrained.vocab_file
+    if vocab_file is None:
+        raise FileNotFoundError(f"no vocab.txt beside {init_checkpoint}; pass --vocab_file")
+    tokenizer = FullTokenizer(vocab_file, do_lower_case=do_lower_case)
+    if tokenizer.vocab_size > pretrained.config.vocab_size:
+        raise ValueError(f"vocab file {vocab_file} has {tokenizer.vocab_size} tokens but the "
+                         f"checkpoint's vocab_size is {pretrained.config.vocab_size}; pass its "
+                         "own vocab")
+    return tokenizer
+
+
 def batches(features: Sequence[InputFeatures], batch_size: int
             ) -> Iterator[tuple[list[InputFeatures], tuple[np.ndarray, ...]]]:
     """Fixed-shape int32 [batch_size, L] arrays (the last batch padded with empty rows), so
@@ -162,21 +193,8 @@ def extract_features(init_checkpoint: str, input_file: str, output_file: str,
         raise ValueError(f"--layers={','.join(map(str, layers))}: each index must lie in "
                          f"[{-config.num_layers}, {config.num_layers - 1}] (the checkpoint has "
                          f"{config.num_layers} layers; -1 is the last)")
-    if not 3 <= max_seq_length <= config.max_position_embeddings:
-        raise ValueError(f"--max_seq_length={max_seq_length} must lie in [3, "
-                         f"{config.max_position_embeddings}] (the checkpoint's "
-                         "max_position_embeddings)")
-    if vocab_file and pretrained.vocab_file and not same_vocab(vocab_file,
-                                                               pretrained.vocab_file):
-        raise ValueError(f"--vocab_file {vocab_file} differs from the vocab.txt of "
-                         f"{init_checkpoint}: omit --vocab_file to use the checkpoint's own")
-    vocab_file = vocab_file or pretrained.vocab_file
-    if vocab_file is None:
-        raise FileNotFoundError(f"no vocab.txt beside {init_checkpoint}; pass --vocab_file")
-    tokenizer = FullTokenizer(vocab_file, do_lower_case=do_lower_case)
-    if tokenizer.vocab_size > config.vocab_size:
-        raise ValueError(f"vocab file {vocab_file} has {tokenizer.vocab_size} tokens but the "
-                         f"checkpoint's vocab_size is {config.vocab_size}; pass its own vocab")
+    check_max_seq_length(max_seq_length, config)
+    tokenizer = checkpoint_tokenizer(pretrained, init_checkpoint, vocab_file, do_lower_case)
     features = convert_examples(examples, max_seq_length, tokenizer)
     params = jax.device_put(encoder_params(pretrained))  # once, not with every batch
     run = layers_fn(config, layers)

@@ -36,7 +36,8 @@ def forward(w: dict[str, np.ndarray], num_heads: int, input_ids: np.ndarray,
             input_mask: np.ndarray, segment_ids: np.ndarray) -> dict[str, object]:
     """BERT on int [B, L] inputs with weights ``w`` keyed by original TF names.
 
-    Returns all_layers (list of [B, L, D]), sequence_output [B, L, D], pooled_output
+    Returns all_layers (list of [B, L, D]), attention_probs (list of [B, N, L, L]: each
+    layer's softmax weights, rows queries), sequence_output [B, L, D], pooled_output
     [B, D], mlm_logits [B, L, V] (every position) and nsp_logits [B, 2].
     """
     w = {k: np.asarray(v, np.float64) for k, v in w.items()}
@@ -60,7 +61,7 @@ def forward(w: dict[str, np.ndarray], num_heads: int, input_ids: np.ndarray,
     def heads(t):  # [B, L, N*H] -> [B, N, L, H]
         return t.reshape(batch, length, num_heads, head_dim).transpose(0, 2, 1, 3)
 
-    all_layers = []
+    all_layers, attention_probs = [], []
     i = 0
     while f"bert/encoder/layer_{i}/output/dense/kernel" in w:
         scope = f"bert/encoder/layer_{i}"
@@ -68,7 +69,9 @@ def forward(w: dict[str, np.ndarray], num_heads: int, input_ids: np.ndarray,
         k = heads(dense(x, f"{scope}/attention/self/key"))
         v = heads(dense(x, f"{scope}/attention/self/value"))
         scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(head_dim) + adder  # [B, N, L, L]
-        context = softmax(scores) @ v  # [B, N, L, H]
+        probs = softmax(scores)  # [B, N, L, L]
+        attention_probs.append(probs)
+        context = probs @ v  # [B, N, L, H]
         context = context.transpose(0, 2, 1, 3).reshape(batch, length, hidden)  # [B, L, D]
         attention = norm(dense(context, f"{scope}/attention/output/dense") + x,
                          f"{scope}/attention/output")
@@ -82,5 +85,5 @@ def forward(w: dict[str, np.ndarray], num_heads: int, input_ids: np.ndarray,
                   + w["cls/predictions/output_bias"])  # [B, L, V]
     nsp_logits = (pooled @ w["cls/seq_relationship/output_weights"].T
                   + w["cls/seq_relationship/output_bias"])  # [B, 2]
-    return dict(all_layers=all_layers, sequence_output=x, pooled_output=pooled,
-                mlm_logits=mlm_logits, nsp_logits=nsp_logits)
+    return dict(all_layers=all_layers, attention_probs=attention_probs, sequence_output=x,
+                pooled_output=pooled, mlm_logits=mlm_logits, nsp_logits=nsp_logits)
