@@ -8,7 +8,8 @@ BERT, a Hugging Face directory, a training workdir). ``--text`` is a sentence, o
 ``A ||| B`` read as ``[CLS] A [SEP] B [SEP]``, tokenized and truncated as in
 ``extract_features``. In each heatmap rows are queries and columns keys, both labelled with
 the WordPiece tokens; each row is a softmax over the keys (sums to 1). The figures are
-``layer_<i>.png``; existing ones are replaced only with ``--overwrite``. Errors are one
+``layer_<i>.png`` in ``--output_dir`` (a local directory: matplotlib writes the files);
+existing ones are replaced only with ``--overwrite``. Errors are one
 ``error: ...`` line on stderr with exit code 2.
 
 Legend: T real tokens of the input, N heads.
@@ -65,7 +66,7 @@ def visualize(init_checkpoint: str, text: str, output_dir: str, max_seq_length: 
     config = pretrained.config
     features_lib.check_max_seq_length(max_seq_length, config)
     paths = [os.path.join(output_dir, f"layer_{i}.png") for i in range(config.num_layers)]
-    existing = [path for path in paths if tf.io.gfile.exists(path)]
+    existing = [path for path in paths if os.path.exists(path)]
     if existing and not overwrite:
         raise FileExistsError(f"{output_dir} already holds {os.path.basename(existing[0])}: "
                               "pass --overwrite to replace the figures, or choose another "
@@ -74,7 +75,7 @@ def visualize(init_checkpoint: str, text: str, output_dir: str, max_seq_length: 
                                                   do_lower_case)
     weights, tokens = attention_maps(config, features_lib.encoder_params(pretrained),
                                      tokenizer, text, max_seq_length)
-    tf.io.gfile.makedirs(output_dir)
+    os.makedirs(output_dir, exist_ok=True)
     for layer, path in enumerate(paths):
         plot_attention(path, weights[layer], tokens, tokens,
                        f"BERT self-attention, layer {layer} of {config.num_layers} "

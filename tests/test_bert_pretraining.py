@@ -121,6 +121,12 @@ def test_held_out_accuracies_are_recomputed_from_the_saved_params(reference):
         logged = run_helpers.scalars(reference.workdir, f"eval/{name}_accuracy")[STEPS]
         assert 0 < right[name] < total[name]
         np.testing.assert_allclose(logged, right[name] / total[name], rtol=1e-5)
+    # The NSP floor: the share of the more frequent label among the real held-out pairs.
+    labels = np.concatenate([b["next_sentence_labels"][b["next_sentence_weights"] > 0]
+                             for b in task.eval_batches(8, 0, 1)])
+    logged = run_helpers.scalars(reference.workdir, "eval/nsp_baseline_accuracy")[STEPS]
+    assert labels.size == total["nsp"] and 0.5 <= logged < 1.0
+    np.testing.assert_allclose(logged, max(labels.mean(), 1 - labels.mean()), rtol=1e-6)
 
 
 def test_gradient_accumulation_in_the_trainer_updates_on_the_mean_of_micro_batches(

@@ -33,13 +33,19 @@ BAD_INPUTS = {
     "empty": ({"data.input_files": "{empty}"}, "is empty"),
     "latin1": ({"data.input_files": "{latin1}"}, "is not valid UTF-8"),
     "missing": ({"data.input_files": "{missing}"}, "matches no file"),
-    "masking": ({"data.input_files": "{corpus}", "data.max_predictions_per_seq": 3},
-                "raise it to >= 19"),
     "no_specials": ({"data.input_files": "{corpus}", "data.vocab_file": "{vocab}"},
                     r"lacks the special tokens \[PAD\]"),
-    # Checked before the corpus is read and a vocab learnt from it (minutes on a big one).
+    # Checked before the corpus is read and a vocab learnt from it (minutes on a big one):
+    # the missing corpus would be the error otherwise.
+    "masking": ({"data.input_files": "{missing}", "data.max_predictions_per_seq": 3},
+                "raise it to >= 19"),
+    "positions": ({"data.input_files": "{missing}", "data.max_seq_length": 600,
+                   "data.max_predictions_per_seq": 90},
+                  "data.max_seq_length=600 exceeds model.max_position_embeddings=512: lower it"),
     "schedule": ({"data.input_files": "{missing}", "num_train_steps": 60},
                  r"decay end 60 must exceed warmup_steps=300; raise optimizer.decay_steps"),
+    "accumulation": ({"data.input_files": "{missing}", "optimizer.grad_accum_steps": 0},
+                     r"optimizer.grad_accum_steps=0 must be >= 1 \(1 = no accumulation\)"),
     "batch": ({"data.input_files": "{missing}", "batch_size": 12},
               r"config.batch_size=12 must be divisible by the 8 batch shards"),
 }

@@ -79,18 +79,20 @@ def test_sharding_log_folds_the_layers_of_a_stack_that_share_a_spec():
     named = lambda *spec: jax.sharding.NamedSharding(mesh, P(*spec))  # noqa: E731
     shardings = {"encoder": {f"layer_{i}": {"kernel": named(None, "fsdp"), "bias": named()}
                              for i in range(11)},
-                 "pooler": {"kernel": named("fsdp", None)}}
+                 "pooler": {"Dense_0": {"kernel": named("fsdp", None)},
+                            "Dense_1": {"kernel": named("fsdp", None)}}}
     shardings["encoder"]["layer_7"]["kernel"] = named()  # one layer that differs keeps its name
     assert sharding_lib.describe_shardings(shardings) == [
         "['encoder']['layer_*']['bias']: P() (x11)",
         "['encoder']['layer_*']['kernel']: P(None, 'fsdp') (x10)",
         "['encoder']['layer_7']['kernel']: P()",
-        "['pooler']['kernel']: P('fsdp', None)"]
+        "['pooler']['Dense_0']['kernel']: P('fsdp', None)",  # not a stack: never folded
+        "['pooler']['Dense_1']['kernel']: P('fsdp', None)"]
 
 
 def test_read_only_manager_warns_of_nothing_and_writes_nothing(tmp_path, caplog):
-    """Orbax logged four warning lines for each read-only manager (extract_features, convert,
-    translate, init_from), before every result or one-line error."""
+    """Orbax logged up to three warning lines for each read-only manager (extract_features,
+    convert, translate, init_from), before every result or one-line error."""
     caplog.set_level(logging.INFO)
     with ckpt.read_only_manager(tmp_path, item_names=("state", "metadata")) as manager:
         assert manager.latest_step() is None

@@ -3,8 +3,10 @@
 Loss, as in the original ``run_pretraining.py``: the MLM cross-entropy averaged over the
 real masked positions of the global batch, plus the NSP cross-entropy averaged over the
 examples. Metrics: both losses, MLM accuracy, NSP accuracy, and on the held-out set also
-``mlm_baseline_accuracy``: the accuracy of always predicting the most frequent masked
-token, the floor a model must rise above.
+the floors a model must rise above: ``mlm_baseline_accuracy``, the accuracy of always
+predicting the most frequent masked token, and ``nsp_baseline_accuracy``, that of always
+predicting the more frequent NSP label (a corpus of one-sentence documents has more
+NotNext pairs, which the original's rules always make random).
 """
 
 import dataclasses
@@ -58,6 +60,8 @@ class PretrainingTask(Task):
                                              self.data.max_predictions_per_seq,
                                              self.data.whole_word_mask)
         masking_rules.check(pair_rules.max_seq_length)
+        if not config.init_checkpoint:  # the model's shape is the config's, known already
+            self._check_length(bert_config(config, vocab_size=1))  # (the vocab comes later)
         if self.data.source == "tfrecords":
             shard_sets = sources.check_tfrecords(self.data)
             train_docs, eval_docs = None, None
@@ -82,10 +86,7 @@ class PretrainingTask(Task):
         else:
             self.model_cfg = bert_config(config, self.tokenizer.vocab_size)
         self.model = BertForPreTraining(self.model_cfg)
-        if self.data.max_seq_length > self.model_cfg.max_position_embeddings:
-            raise ValueError(f"data.max_seq_length={self.data.max_seq_length} exceeds "
-                             f"model.max_position_embeddings="
-                             f"{self.model_cfg.max_position_embeddings}: lower it")
+        self._check_length(self.model_cfg)
         self.spec = pipeline.ExampleSpec.create(self.tokenizer, pair_rules, masking_rules)
         self._train_ids = self._eval_ids = None
         self._eval_cache: list | None = None
@@ -181,6 +182,12 @@ class PretrainingTask(Task):
                 ds, self.spec, shuffle_buffer=self.data.shuffle_buffer, **common)
         return pipeline.train_batches(self._train_ids, self.spec, **common)
 
+    def _check_length(self, model_cfg: BertConfig) -> None:
+        if self.data.max_seq_length > model_cfg.max_position_embeddings:
+            raise ValueError(f"data.max_seq_length={self.data.max_seq_length} exceeds "
+                             f"model.max_position_embeddings="
+                             f"{model_cfg.max_position_embeddings}: lower it")
+
     def eval_batches(self, batch_size_per_host, process_index, process_count):
         from bert_jax.pretraining import pipeline
 
@@ -194,28 +201,38 @@ class PretrainingTask(Task):
                 ds, self.spec, batch_size_per_host=batch_size_per_host,
                 seed=seed, process_index=process_index,
                 process_count=process_count)
-            self._eval_baseline = self._baseline(self._eval_cache)
-            log.info("held-out set: %d masked tokens; most frequent masked token baseline "
-                     "accuracy %.4f", *self._eval_baseline)
+            self._eval_baseline = self._baselines(self._eval_cache)
+            log.info("held-out set: %d masked tokens, %d pairs; baseline accuracy of the most "
+                     "frequent masked token %.4f, of the most frequent NSP label %.4f",
+                     *self._eval_baseline)
         return self._eval_cache
 
-    def _baseline(self, batches) -> tuple[int, float]:
-        """(masked tokens, accuracy of always predicting the most frequent one) over the
-        whole held-out set: every host's share counted (a collective on several hosts)."""
-        ids = np.concatenate([b["masked_lm_ids"][b["masked_lm_weights"] > 0] for b in batches])
-        counts = np.bincount(ids, minlength=self.model_cfg.vocab_size)
+    def _baselines(self, batches) -> tuple[int, int, float, float]:
+        """(masked tokens, pairs, accuracy of always predicting the most frequent masked
+        token, and the most frequent NSP label) over the whole held-out set: every host's
+        share counted (a collective on several hosts)."""
+        def real(batch, labels, weights):
+            return batch[labels][batch[weights] > 0]
+
+        ids = np.concatenate([real(b, "masked_lm_ids", "masked_lm_weights") for b in batches])
+        nsp = np.concatenate([real(b, "next_sentence_labels", "next_sentence_weights")
+                              for b in batches])
+        counts = np.concatenate([np.bincount(ids, minlength=self.model_cfg.vocab_size),
+                                 np.bincount(nsp, minlength=2)])  # [V + 2]
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
 
             counts = np.asarray(multihost_utils.process_allgather(counts)).sum(axis=0)
-        total = int(counts.sum())
-        return total, (counts.max() / total if total else 0.0)
+        tokens, labels = counts[:-2], counts[-2:]
+        floor = lambda c: float(c.max() / c.sum()) if c.sum() else 0.0  # noqa: E731
+        return int(tokens.sum()), int(labels.sum()), floor(tokens), floor(labels)
 
     def evaluate_extra(self, params, step, mesh) -> dict[str, float]:
-        """The most-frequent-token floor of held-out MLM accuracy."""
+        """The constant-guess floors of held-out MLM and NSP accuracy."""
         if self._eval_cache is None:
             return {}
-        return {"mlm_baseline_accuracy": float(self._eval_baseline[1])}
+        return {"mlm_baseline_accuracy": self._eval_baseline[2],
+                "nsp_baseline_accuracy": self._eval_baseline[3]}
 
     def tokens_in_batch(self, batch) -> int:
         return int(np.count_nonzero(batch["input_mask"]))

@@ -213,6 +213,14 @@ def check_resumable(saved: dict, opt_config: ml_collections.ConfigDict, where: s
             "this one to keep its params only")
 
 
+def accumulation_steps(opt_config: ml_collections.ConfigDict) -> int:
+    """``optimizer.grad_accum_steps`` (default 1): micro-batches per update."""
+    steps = int(_field(opt_config, "grad_accum_steps"))
+    _require(steps >= 1,
+             f"optimizer.grad_accum_steps={steps} must be >= 1 (1 = no accumulation)")
+    return steps
+
+
 def create_optimizer(
     opt_config: ml_collections.ConfigDict,
     *,
@@ -231,14 +239,10 @@ def create_optimizer(
     """
     del params
     clip_grad_norm = float(_field(opt_config, "clip_grad_norm"))
-    grad_accum_steps = int(_field(opt_config, "grad_accum_steps"))
+    grad_accum_steps = accumulation_steps(opt_config)
     _require(
         clip_grad_norm >= 0,
         f"optimizer.clip_grad_norm={clip_grad_norm} is negative; use 0 (off) or e.g. 1.0",
-    )
-    _require(
-        grad_accum_steps >= 1,
-        f"optimizer.grad_accum_steps={grad_accum_steps} must be >= 1 (1 = no accumulation)",
     )
 
     schedule = create_learning_rate_schedule(

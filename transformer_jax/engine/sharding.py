@@ -159,8 +159,8 @@ def global_batch(local_batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str,
             for k, v in local_batch.items()}
 
 
-# The index of a stacked layer in a param path, e.g. the 3 of ['layer_3'].
-_LAYER_INDEX = re.compile(r"_\d+(?='\])")
+# The index of a stacked layer in a param path: the _3 of ['layer_3'] (not of ['Dense_3']).
+_LAYER_INDEX = re.compile(r"(?<=\['layer)_\d+(?='\])")
 
 
 def describe_shardings(shardings: Any) -> list[str]:

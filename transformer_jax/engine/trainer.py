@@ -94,7 +94,7 @@ def check_rng_impl(name: str) -> None:
 
 def num_updates(config: ml_collections.ConfigDict) -> int:
     """Optimizer updates in the run: ``num_train_steps`` counts micro-batches."""
-    return math.ceil(config.num_train_steps / config.optimizer.grad_accum_steps)
+    return math.ceil(config.num_train_steps / optim.accumulation_steps(config.optimizer))
 
 
 def check_config(config: ml_collections.ConfigDict,
@@ -235,7 +235,8 @@ class Trainer:
         """The rate the update that completed ``step`` used (optax counts from 0)."""
         # Evaluated eagerly for the log line: a deliberate, scalar host->device copy.
         with jax.transfer_guard("allow"):
-            return float(self.schedule((step - 1) // self.config.optimizer.grad_accum_steps))
+            micro_steps = optim.accumulation_steps(self.config.optimizer)
+            return float(self.schedule((step - 1) // micro_steps))
 
     def _finish_interval(self, pending: dict, step: int) -> dict[str, float]:
         """Host-side reduction of the interval's metrics; stops the run on NaN/inf."""
