@@ -207,17 +207,22 @@ def extract_features(init_checkpoint: str, input_file: str, output_file: str,
     return len(lines)
 
 
-def define_flags() -> None:
-    """Defined only when run as a program, so importing this module registers nothing."""
+def define_checkpoint_flags() -> None:
+    """The model and tokenizer flags this tool shares with ``bert_jax.visualize``."""
     flags.DEFINE_string("init_checkpoint", None,
                         "TF BERT dir or prefix, Hugging Face dir, or training workdir.")
-    flags.DEFINE_string("input_file", None, "One sentence, or 'A ||| B' pair, per line.")
-    flags.DEFINE_string("output_file", None, "Where the JSON lines go.")
-    flags.DEFINE_list("layers", ["-1", "-2", "-3", "-4"], "Encoder layers to output; -1 = last.")
     flags.DEFINE_integer("max_seq_length", 128, "Tokens per input, [CLS]/[SEP] included.")
     flags.DEFINE_string("vocab_file", None, "vocab.txt; default: the checkpoint's own.")
     flags.DEFINE_bool("do_lower_case", True, "Lower-case (and strip accents); true for "
                       "uncased models.")
+
+
+def define_flags() -> None:
+    """Defined only when run as a program, so importing this module registers nothing."""
+    define_checkpoint_flags()
+    flags.DEFINE_string("input_file", None, "One sentence, or 'A ||| B' pair, per line.")
+    flags.DEFINE_string("output_file", None, "Where the JSON lines go.")
+    flags.DEFINE_list("layers", ["-1", "-2", "-3", "-4"], "Encoder layers to output; -1 = last.")
     flags.DEFINE_integer("batch_size", 8, "Inputs per forward pass.", lower_bound=1)
     flags.DEFINE_bool("overwrite", False, "Replace --output_file if it exists.")
     flags.mark_flags_as_required(["init_checkpoint", "input_file", "output_file"])

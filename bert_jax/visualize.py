@@ -85,14 +85,9 @@ def visualize(init_checkpoint: str, text: str, output_dir: str, max_seq_length: 
 
 def define_flags() -> None:
     """Defined only when run as a program, so importing this module registers nothing."""
-    flags.DEFINE_string("init_checkpoint", None,
-                        "TF BERT dir or prefix, Hugging Face dir, or training workdir.")
+    features_lib.define_checkpoint_flags()
     flags.DEFINE_string("text", None, "A sentence, or a pair 'A ||| B'.")
-    flags.DEFINE_string("output_dir", None, "Where the layer_<i>.png figures go.")
-    flags.DEFINE_integer("max_seq_length", 128, "Tokens kept, [CLS]/[SEP] included.")
-    flags.DEFINE_string("vocab_file", None, "vocab.txt; default: the checkpoint's own.")
-    flags.DEFINE_bool("do_lower_case", True, "Lower-case (and strip accents); true for "
-                      "uncased models.")
+    flags.DEFINE_string("output_dir", None, "Where the layer_<i>.png figures go (local).")
     flags.DEFINE_bool("overwrite", False, "Replace figures already in --output_dir.")
     flags.mark_flags_as_required(["init_checkpoint", "text", "output_dir"])
 
