@@ -10,6 +10,7 @@ import math
 import os
 import random
 import re
+import threading
 
 import numpy as np
 import pytest
@@ -224,6 +225,26 @@ def test_start_batch_resumes_exactly_across_epoch_boundaries(documents, spec):
         for x, y in zip(fresh[start:start + 3], resumed):
             for key in x:
                 np.testing.assert_array_equal(x[key], y[key], err_msg=f"{start} {key}")
+
+
+def test_the_next_epoch_is_built_while_one_is_read(documents, spec, monkeypatch):
+    """One epoch ahead, no more: after the first batch of epoch 0, epoch 1's pairs are being
+    made in the background (training does not wait for them at the boundary), epoch 2's not."""
+    built = collections.defaultdict(threading.Event)
+    make_pairs = pairs.epoch_pairs
+
+    def recording(*args, **kwargs):
+        result = make_pairs(*args, **kwargs)
+        built[args[-1]].set()  # the epoch
+        return result
+
+    monkeypatch.setattr(pairs, "epoch_pairs", recording)
+    stream = pipeline.train_batches(documents, spec, batch_size_per_host=BATCH, seed=7,
+                                    process_index=0, process_count=1)
+    next(stream)
+    assert built[0].is_set() and built[1].wait(timeout=60)
+    assert not built[2].is_set()
+    stream.close()
 
 
 def test_two_hosts_see_disjoint_pairs(documents, spec):
