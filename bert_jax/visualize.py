@@ -31,7 +31,7 @@ from bert_jax import interop
 from bert_jax.model import BertConfig, BertEncoder
 from bert_jax.tokenization import FullTokenizer
 from transformer_jax import runtime
-from transformer_jax.visualize import plot_attention
+from transformer_jax.visualize import plot_attention, stack_layers
 
 log = logging.getLogger("bert_jax.visualize")  # not __name__: "__main__" under -m
 
@@ -50,10 +50,9 @@ def attention_maps(config: BertConfig, params: dict, tokenizer: FullTokenizer, t
     model = BertEncoder(dataclasses.replace(config, attention_implementation="einsum"))
     forward = jax.jit(lambda p, i, s: model.apply({"params": p}, i, jnp.ones_like(i), s,
                                                   mutable=["intermediates"])[1])
-    tree = forward(params, ids, segments)["intermediates"]["encoder"]
-    weights = [tree[f"layer_{i}"]["self_attention"]["attention_weights"][0][0]  # [N, T, T]
-               for i in range(config.num_layers)]
-    return np.stack([np.asarray(w, np.float32) for w in weights]), feature.tokens
+    tree = forward(params, ids, segments)["intermediates"]
+    weights = stack_layers(tree, "encoder", "self_attention", config.num_layers)
+    return weights, feature.tokens  # [layers, N, T, T], T tokens
 
 
 def visualize(init_checkpoint: str, text: str, output_dir: str, max_seq_length: int = 128,

@@ -98,6 +98,13 @@ def write_tf_checkpoint(directory: str, weights: dict[str, np.ndarray],
     return prefix
 
 
+def random_tf_checkpoint(directory: str, seed: int) -> tuple[str, dict[str, np.ndarray]]:
+    """(directory, weights): a TF checkpoint of ``random_weights(seed=seed)`` in directory."""
+    weights = random_weights(seed=seed)
+    write_tf_checkpoint(directory, weights)
+    return directory, weights
+
+
 def hf_state_dict(w: dict[str, np.ndarray], num_layers: int, *, heads: bool = True,
                   old_layer_norm_names: bool = False) -> dict[str, np.ndarray]:
     """HF names: BertForPreTraining's with ``heads``, else BertModel's (no 'bert.' prefix)."""

@@ -24,10 +24,7 @@ TOKENS = ["[CLS]", "the", "cat", "sat", "on", "the", "mat", ".", "[SEP]",
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    weights = fx.random_weights(seed=5)
-    directory = str(tmp_path_factory.mktemp("ckpt") / "bert")
-    fx.write_tf_checkpoint(directory, weights)
-    return directory, weights
+    return fx.random_tf_checkpoint(str(tmp_path_factory.mktemp("ckpt") / "bert"), seed=5)
 
 
 def maps_of(directory: str, text: str, max_seq_length: int = 19):

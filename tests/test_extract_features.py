@@ -20,10 +20,7 @@ LINES = ["The cat sat on the mat.", "Hello world ||| the dogs sat !", ""]
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    weights = fx.random_weights(seed=3)
-    directory = str(tmp_path_factory.mktemp("ckpt") / "bert")
-    fx.write_tf_checkpoint(directory, weights)
-    return directory, weights
+    return fx.random_tf_checkpoint(str(tmp_path_factory.mktemp("ckpt") / "bert"), seed=3)
 
 
 @pytest.fixture(scope="module")

@@ -62,8 +62,9 @@ def pieces(tokenizer: Tokenizer, ids: Sequence[int]) -> list[str]:
     return [processor.id_to_piece(int(i)) for i in ids]
 
 
-def _stack_layers(tree: dict, stack: str, module: str, num_layers: int) -> np.ndarray:
-    """Per-layer [1, N, L, S] sown weights -> [layers, N, L, S] float32."""
+def stack_layers(tree: dict, stack: str, module: str, num_layers: int) -> np.ndarray:
+    """Per-layer [1, N, L, S] sown weights (of the first batch row) in the 'intermediates'
+    tree -> [layers, N, L, S] float32; also read by ``bert_jax.visualize``."""
     layers = [tree[stack][f"layer_{i}"][module]["attention_weights"][0][0]
               for i in range(num_layers)]
     return np.stack([np.asarray(w, np.float32) for w in layers])
@@ -98,7 +99,7 @@ def attention_maps(model: Transformer, params: Any, tokenizer: Tokenizer, source
     tree = state["intermediates"]
     cfg = model.config
     maps: dict[str, Any] = {
-        kind: _stack_layers(tree, stack, module,
+        kind: stack_layers(tree, stack, module,
                             cfg.num_encoder_layers if stack == "encoder"
                             else cfg.num_decoder_layers)
         for kind, (stack, module) in KINDS.items()}

@@ -83,10 +83,10 @@ class PretrainingTask(Task):
                     f"the vocab has {self.tokenizer.vocab_size} tokens but init_checkpoint "
                     f"{config.init_checkpoint} has {self.model_cfg.vocab_size} token "
                     "embeddings: use the vocab.txt its model was trained with")
+            self._check_length(self.model_cfg)  # the checkpoint's positions
         else:
             self.model_cfg = bert_config(config, self.tokenizer.vocab_size)
         self.model = BertForPreTraining(self.model_cfg)
-        self._check_length(self.model_cfg)
         self.spec = pipeline.ExampleSpec.create(self.tokenizer, pair_rules, masking_rules)
         self._train_ids = self._eval_ids = None
         self._eval_cache: list | None = None

@@ -98,11 +98,11 @@ def num_updates(config: ml_collections.ConfigDict) -> int:
 
 
 def check_config(config: ml_collections.ConfigDict,
-                 devices: Sequence[jax.Device] | None = None) -> None:
+                 devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
     """The run's checks that need only the config and the devices: cadence, PRNG, mesh,
-    batch sizes, optimizer and schedule; the first thing ``Trainer`` does. The programs also
-    call it before building a task whose set-up is slow (a vocabulary learnt from a large
-    corpus), so a bad value fails in seconds rather than after that."""
+    batch sizes, optimizer and schedule; the first thing ``Trainer`` does (it keeps the
+    returned mesh). The programs also call it before building a task whose set-up is slow (a
+    vocabulary learnt from a large corpus), so a bad value fails in seconds, not after it."""
     for name in ("num_train_steps", "log_every", "checkpoint_every"):
         if config[name] <= 0:
             raise ValueError(f"config.{name}={config[name]} must be positive")
@@ -121,6 +121,7 @@ def check_config(config: ml_collections.ConfigDict,
                 f"mesh {dict(mesh.shape)} and by {jax.process_count()} processes")
     # The model's width only scales the 'rsqrt' schedule; its checks hold for any width.
     optim.create_optimizer(config.optimizer, d_model=1, num_train_steps=num_updates(config))
+    return mesh
 
 
 def eval_step(params: Any, batch: Batch, *, task: Task) -> dict:
@@ -137,10 +138,8 @@ class Trainer:
         self.restarts = metrics_lib.RestartLedger()
         self.config, self.workdir, self.task = config, workdir, task
         self.best: ckpt.BestParams | None = None  # set in run(): it writes to the workdir
-        check_config(config, devices)
+        self.mesh = check_config(config, devices)
         self.rules = sharding_lib.logical_rules(config.sharding.preset)
-        self.mesh = sharding_lib.make_mesh(config.sharding.preset, dict(config.sharding.mesh),
-                                           devices=devices)
         self.tx, self.schedule = optim.create_optimizer(
             config.optimizer, d_model=task.model_dim, num_train_steps=num_updates(config))
         init_batch = task.dummy_batch(self.num_batch_shards)
